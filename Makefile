@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+# Both create .venv when it is missing and install what the project needs; nothing else is typed by hand.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export CARDMETRY_HOME ?= $(CURDIR)/cardmetry-data
+
+.PHONY: run test lint bench install clean
+
+install: $(STAMP)
+
+# Reinstall when the dependency list changes; the editable install picks up code changes by itself.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/cardmetry demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/synth_speed.py
+	$(BIN)/python bench/refine_real_scans.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache cardmetry-data

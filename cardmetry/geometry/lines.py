@@ -1,0 +1,155 @@
+"""Straight lines and quadrilaterals.
+
+A line is a normalised homogeneous triple (a, b, c) with a**2 + b**2 == 1: the signed distance of (x, y) from it
+is a*x + b*y + c. A quad is a (4, 2) array of corners ordered top-left, top-right, bottom-right, bottom-left.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Line = np.ndarray  # shape (3,)
+
+
+def line_through(p: np.ndarray, q: np.ndarray) -> Line:
+    """The line through two distinct points."""
+    (x0, y0), (x1, y1) = np.asarray(p, float), np.asarray(q, float)
+    a, b = y0 - y1, x1 - x0
+    norm = np.hypot(a, b)
+    if norm == 0:
+        raise ValueError("a line needs two distinct points")
+    return np.array([a, b, x0 * y1 - x1 * y0]) / norm
+
+
+def signed_distance(line: Line, points: np.ndarray) -> np.ndarray:
+    pts = np.asarray(points, float)
+    return pts[..., 0] * line[0] + pts[..., 1] * line[1] + line[2]
+
+
+def intersect(l1: Line, l2: Line) -> np.ndarray:
+    """The point where two lines cross; ValueError for parallel lines."""
+    x, y, w = np.cross(l1, l2)
+    if abs(w) < 1e-12:
+        raise ValueError("parallel lines do not intersect")
+    return np.array([x / w, y / w])
+
+
+def line_angle_deg(line: Line) -> float:
+    """Direction of the line in degrees, in (-90, 90], measured from the +x axis towards +y (clockwise on screen)."""
+    angle = np.degrees(np.arctan2(line[0], -line[1]))
+    if angle <= -90:
+        angle += 180
+    elif angle > 90:
+        angle -= 180
+    return float(angle)
+
+
+def quad_from_lines(top: Line, right: Line, bottom: Line, left: Line) -> np.ndarray:
+    """Corners TL, TR, BR, BL where the four edge lines cross."""
+    return np.array([intersect(top, left), intersect(top, right), intersect(bottom, right), intersect(bottom, left)])
+
+
+def quad_edges(quad: np.ndarray) -> dict[str, Line]:
+    """The four edge lines of an ordered quad."""
+    tl, tr, br, bl = np.asarray(quad, float)
+    return {
+        "top": line_through(tl, tr),
+        "right": line_through(tr, br),
+        "bottom": line_through(br, bl),
+        "left": line_through(bl, tl),
+    }
+
+
+def order_quad(points: np.ndarray) -> np.ndarray:
+    """Order four corners as TL, TR, BR, BL (image coordinates, y down), whatever order they came in."""
+    pts = np.asarray(points, float).reshape(4, 2)
+    centre = pts.mean(axis=0)
+    angles = np.arctan2(pts[:, 1] - centre[1], pts[:, 0] - centre[0])
+    pts = pts[np.argsort(angles)]  # clockwise on screen, starting from the leftmost-upper quadrant
+    start = int(np.argmin(pts.sum(axis=1)))  # top-left has the smallest x + y
+    return np.roll(pts, -start, axis=0)
+
+
+def polygon_area(polygon: np.ndarray) -> float:
+    """Unsigned area by the shoelace formula."""
+    pts = np.asarray(polygon, float).reshape(-1, 2)
+    if len(pts) < 3:
+        return 0.0
+    x, y = pts[:, 0], pts[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+
+def fit_line(points: np.ndarray) -> Line:
+    """Total least squares line through points (no outlier rejection: see edges.py for robust fits)."""
+    pts = np.asarray(points, float).reshape(-1, 2)
+    if len(pts) < 2:
+        raise ValueError("a line fit needs at least two points")
+    centre = pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts - centre)
+    a, b = vt[-1]
+    return np.array([a, b, -(a * centre[0] + b * centre[1])])
+
+
+def quad_from_polygon(polygon: np.ndarray, corner_share: float = 0.15) -> np.ndarray:
+    """The four straight edges of a card-like polygon (rounded corners allowed), intersected into an ordered quad.
+
+    The rough corners come from the polygon's simplification to four points; each edge is then refitted to the
+    polygon's points along its middle, leaving `corner_share` of its length at each end out so that rounded
+    corners do not pull it.
+    """
+    pts = np.asarray(polygon, float).reshape(-1, 2)
+    if len(pts) < 4:
+        raise ValueError(f"a quad needs a polygon of at least 4 points, got {len(pts)}")
+    rough = order_quad(_four_extreme_corners(pts))
+    dense = _densify(pts)
+    lines = []
+    for k in range(4):
+        p, q = rough[k], rough[(k + 1) % 4]
+        direction = (q - p) / np.linalg.norm(q - p)
+        t = (dense - p) @ direction / np.linalg.norm(q - p)
+        line = line_through(p, q)
+        near = np.abs(signed_distance(line, dense)) < 0.02 * np.linalg.norm(q - p) + 1.0
+        chosen = dense[near & (t > corner_share) & (t < 1 - corner_share)]
+        lines.append(fit_line(chosen) if len(chosen) >= 2 else line)
+    top, right, bottom, left = lines
+    return quad_from_lines(top, right, bottom, left)
+
+
+def _four_extreme_corners(pts: np.ndarray) -> np.ndarray:
+    """Corners of a convex, roughly rectangular outline: the points farthest along the four diagonal directions
+    of its own minimum-area rectangle's axes."""
+    centre = pts.mean(axis=0)
+    cov = np.cov((pts - centre).T)
+    _, vecs = np.linalg.eigh(cov)
+    local = (pts - centre) @ vecs
+    corners = []
+    for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+        corners.append(pts[np.argmax(sx * local[:, 0] + sy * local[:, 1])])
+    return np.array(corners)
+
+
+def _densify(pts: np.ndarray, step: float = 2.0) -> np.ndarray:
+    """Points every `step` units along the closed polygon, so long straight sides carry many samples."""
+    out = []
+    for p, q in zip(pts, np.roll(pts, -1, axis=0), strict=True):
+        n = max(1, int(np.ceil(np.linalg.norm(q - p) / step)))
+        out.append(p + (q - p) * (np.arange(n)[:, None] / n))
+    return np.concatenate(out)
+
+
+def upright_quad(quad: np.ndarray) -> np.ndarray:
+    """Relabel an ordered quad's corners so it describes a portrait card turned upright by the smallest rotation
+    (CONTRACT.md: "top" is the edge nearest the top of the image once the card stands upright)."""
+    best, best_angle = None, np.inf
+    for k in range(4):
+        q = np.roll(np.asarray(quad, float), -k, axis=0)
+        tl, tr, br, bl = q
+        if np.linalg.norm(tr - tl) + np.linalg.norm(br - bl) > np.linalg.norm(bl - tl) + np.linalg.norm(br - tr):
+            continue  # in this labelling the card would lie landscape
+        up = (tl + tr) / 2 - (bl + br) / 2
+        angle = abs(np.arctan2(up[0], -up[1]))
+        if angle < best_angle:
+            best, best_angle = q, angle
+    if best is None:  # a square: any labelling is portrait enough
+        return np.asarray(quad, float)
+    return best

@@ -1,0 +1,118 @@
+"""Immutable dataset versions in CARDMETRY_HOME.
+
+A version is a manifest naming each image by its content hash, with its labels and its validation report. Its id
+is the hash of that content, so importing the same images and labels again gives the same version, stores no
+byte twice, and a version can never change once written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cardmetry.data.instances import Dataset, Instance, LabeledImage
+from cardmetry.data.problems import Problem, has_errors
+from cardmetry.store.blobs import BlobStore
+from cardmetry.store.home import Home
+
+MANIFEST_SCHEMA = "cardmetry.dataset/v1"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    name: str
+    version: str
+    manifest: Path
+    images: int  # distinct images in the version
+    new_blobs: int  # images whose bytes were not stored before
+    duplicates: list[tuple[str, str]]  # (kept name, duplicate name) for the same content under two names
+    trainable: bool
+
+
+def check_name(name: str) -> str:
+    """Dataset names become folder names: letters, digits, '.', '_' and '-', starting with a letter or digit."""
+    if not _NAME.match(name) or name in {".", ".."}:
+        raise ValueError(f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+    return name
+
+
+def import_dataset(home: Home, name: str, dataset: Dataset, source_root: Path, problems: list[Problem]) -> ImportResult:
+    """Store a dataset's images by content and write its manifest. Unreadable images are skipped (the validation
+    report inside the manifest names them) so that nothing readable is lost."""
+    check_name(name)
+    blobs = BlobStore(home.blobs)
+    unreadable = {p.file for p in problems if p.severity == "error" and p.line is None}
+    entries: dict[str, dict[str, object]] = {}
+    duplicates: list[tuple[str, str]] = []
+    new_blobs = 0
+    for image in dataset.images:
+        source = source_root / image.path
+        if image.path in unreadable or not source.is_file():
+            continue
+        sha, stored, is_new = blobs.put(source)
+        new_blobs += is_new
+        if sha in entries:
+            duplicates.append((str(entries[sha]["name"]), image.path))
+            continue
+        entries[sha] = {
+            "sha256": sha,
+            "file": stored.relative_to(home.root).as_posix(),
+            "name": image.path,
+            "width": image.width,
+            "height": image.height,
+            "instances": [
+                {"class_id": inst.class_id, "is_box": inst.is_box, "polygon": inst.polygon.round(4).tolist()}
+                for inst in image.instances
+            ],
+        }
+    content = {"classes": list(dataset.classes), "images": sorted(entries.values(), key=lambda e: str(e["sha256"]))}
+    version = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+    manifest = home.datasets / name / version / "manifest.json"
+    if not manifest.exists():
+        document = {
+            "schema": MANIFEST_SCHEMA,
+            "name": name,
+            "version": version,
+            "source_format": dataset.format,
+            **content,
+            "validation": {"trainable": not has_errors(problems), "problems": [p.as_json() for p in problems]},
+        }
+        _write_atomically(manifest, json.dumps(document, indent=1))
+    return ImportResult(name, version, manifest, len(entries), new_blobs, duplicates, not has_errors(problems))
+
+
+def load_version(home: Home, name: str, version: str | None = None) -> tuple[Dataset, dict[str, object]]:
+    """A stored version as a Dataset whose image paths are relative to the home; the newest when none is given."""
+    folder = home.datasets / check_name(name)
+    if version is None:
+        versions = sorted(folder.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+        if not versions:
+            raise FileNotFoundError(f"no dataset named {name!r} in {home.root}")
+        manifest = versions[-1]
+    else:
+        if not re.fullmatch(r"[0-9a-f]{12}", version):
+            raise ValueError(f"invalid dataset version {version!r}: 12 hexadecimal digits")
+        manifest = folder / version / "manifest.json"
+    document = json.loads(manifest.read_text())
+    images = [
+        LabeledImage(
+            path=str(entry["file"]),
+            width=int(entry["width"]),
+            height=int(entry["height"]),
+            instances=[Instance(i["class_id"], i["polygon"], i["is_box"]) for i in entry["instances"]],
+        )
+        for entry in document["images"]
+    ]
+    return Dataset(list(document["classes"]), images, format="cardmetry"), document
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".partial") as tmp:
+        tmp.write(text)
+    Path(tmp.name).replace(path)
