@@ -1,0 +1,268 @@
+"""The command line. Each command parses its options, calls one function of the layers below, and prints.
+
+No business logic lives here (DESIGN.md): if a command grows a decision, that decision belongs in a layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+if TYPE_CHECKING:  # heavy modules load inside the commands that need them, so --help stays fast
+    from cardmetry.data.instances import Dataset
+    from cardmetry.data.problems import Problem
+    from cardmetry.data.validation import ValidationReport
+
+app = typer.Typer(
+    help="cardmetry: measure and grade trading-card centering; train the models that find card borders.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+dataset_app = typer.Typer(
+    help="Check, import, convert, split, refine and describe labelled datasets.", no_args_is_help=True
+)
+app.add_typer(dataset_app, name="dataset")
+
+console = Console(stderr=True)
+out = Console()
+
+FORMATS = ("yolo", "coco", "labelstudio")
+HOME_HELP = "CARDMETRY_HOME (default $CARDMETRY_HOME or ./cardmetry-data)."
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the dataset into (created if missing).")],
+    count: Annotated[int, typer.Option(min=1, help="Number of cards.")] = 10,
+    dpi: Annotated[float, typer.Option(min=50, max=2400, help="Scan resolution (ignored with --photo).")] = 600,
+    photo: Annotated[bool, typer.Option(help="Phone photos: perspective, 12-20 px/mm, uneven light, glare.")] = False,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    spec: Annotated[str, typer.Option(help="Card spec: standard (63.5 x 88.9 mm) or small (59 x 86 mm).")] = "standard",
+    landscape_share: Annotated[float, typer.Option(min=0, max=1, help="Share of cards lying sideways.")] = 0.0,
+    supersample: Annotated[int, typer.Option(min=1, max=8, help="Samples per pixel along each axis.")] = 2,
+    workers: Annotated[int, typer.Option(min=1, help="Render processes.")] = min(os.cpu_count() or 1, 4),
+) -> None:
+    """Render synthetic cards with exact truth (quads, polygons, 24 border widths) as YOLO and COCO."""
+    from cardmetry.data.synth.dataset import SynthOptions, write_synth
+    from cardmetry.geometry.specs import card_spec
+
+    try:
+        card_spec(spec)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    options = SynthOptions(
+        count=count,
+        seed=seed,
+        dpi=dpi,
+        photo=photo,
+        spec=spec,
+        landscape_share=landscape_share,
+        supersample=supersample,
+    )
+    with _progress() as progress:
+        task = progress.add_task("rendering", total=count)
+        write_synth(out_dir, options, workers=workers, on_card=lambda _: progress.advance(task))
+    console.print(f"wrote {count} cards to {out_dir}")
+
+
+@dataset_app.command("check")
+def dataset_check(
+    path: Annotated[Path, typer.Argument(help="Dataset folder or label file (format detected from the files).")],
+    fmt: Annotated[str | None, typer.Option("--format", help="yolo, coco or labelstudio; detected if omitted.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    max_pixels: Annotated[int | None, typer.Option(help="Largest image accepted, in pixels.")] = None,
+) -> None:
+    """Validate a dataset: every problem at once, each with its file and line. Exit 0 when it can be trained on,
+    1 when it has errors. Nothing is modified."""
+    report = _validate(path, fmt, max_pixels)
+    if as_json:
+        out.print_json(json.dumps(report.as_json()))
+    else:
+        for problem in report.problems:
+            colour = "red" if problem.severity == "error" else "yellow"
+            out.print(f"[{colour}]{problem}[/{colour}]", highlight=False, markup=True, soft_wrap=True)
+        verdict = "[green]trainable[/green]" if report.trainable else "[red]not trainable[/red]"
+        n_err = sum(p.severity == "error" for p in report.problems)
+        out.print(
+            f"{len(report.dataset.images)} images, {n_err} errors, {len(report.problems) - n_err} warnings: {verdict}"
+        )
+    raise typer.Exit(0 if report.trainable else 1)
+
+
+def _validate(path: Path, fmt: str | None, max_pixels: int | None) -> ValidationReport:
+    from cardmetry.data.images import DEFAULT_MAX_PIXELS
+    from cardmetry.data.validation import validate
+
+    if not path.exists():
+        raise _fail(f"{path}: no such file or folder")
+    try:
+        return validate(path, format=fmt, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _read(path: Path, fmt: str | None) -> tuple[Dataset, list[Problem], Path]:
+    from cardmetry.data.formats import read_dataset
+
+    if not path.exists():
+        raise _fail(f"{path}: no such file or folder")
+    try:
+        dataset, problems = read_dataset(path, format=fmt)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    return dataset, problems, path if path.is_dir() else path.parent
+
+
+@dataset_app.command("import")
+def dataset_import(
+    path: Annotated[Path, typer.Argument(help="Dataset folder or label file.")],
+    name: Annotated[str, typer.Option(help="Dataset name in the store (letters, digits, . _ -).")],
+    fmt: Annotated[str | None, typer.Option("--format", help="yolo, coco or labelstudio; detected if omitted.")] = None,
+    home: Annotated[
+        Path | None, typer.Option(help="CARDMETRY_HOME (default $CARDMETRY_HOME or ./cardmetry-data).")
+    ] = None,
+) -> None:
+    """Store a dataset by content (sha256): the same image imported twice is stored and counted once."""
+    from cardmetry.data.formats import dataset_root
+    from cardmetry.store.datasets import import_dataset
+    from cardmetry.store.home import Home
+
+    report = _validate(path, fmt, None)
+    root = dataset_root(path)
+    try:
+        result = import_dataset(Home.from_env(home), name, report.dataset, root, report.problems)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    for kept, duplicate in result.duplicates:
+        console.print(f"[yellow]{duplicate}: same content as {kept}, stored and counted once[/yellow]")
+    state = "trainable" if result.trainable else "has errors (see `cardmetry dataset check`): not trainable"
+    out.print(f"{result.name}@{result.version}: {result.images} images ({result.new_blobs} new), {state}")
+    out.print(f"manifest: {result.manifest}")
+
+
+@dataset_app.command("convert")
+def dataset_convert(
+    path: Annotated[Path, typer.Argument(help="Dataset folder or label file.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write (must be empty or missing).")],
+    to: Annotated[str, typer.Option(help="yolo, coco or labelstudio.")],
+    fmt: Annotated[str | None, typer.Option("--format", help="Source format; detected if omitted.")] = None,
+) -> None:
+    """Convert between YOLO (boxes and polygons), COCO instance segmentation and Label Studio JSON."""
+    from cardmetry.data.formats import write_dataset
+
+    if to not in FORMATS:
+        raise _fail(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
+    dataset, problems, root = _read(path, fmt)
+    _print_problems(problems)
+    try:
+        write_dataset(dataset, root, out_dir, to)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"wrote {len(dataset.images)} images as {to} to {out_dir}")
+
+
+@dataset_app.command("split")
+def dataset_split(
+    path: Annotated[Path, typer.Argument(help="Dataset folder or label file.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the split dataset into.")],
+    ratios: Annotated[tuple[float, float, float], typer.Option(help="train val test shares.")] = (0.8, 0.1, 0.1),
+    seed: Annotated[int, typer.Option(help="Same seed and images, same split.")] = 0,
+    to: Annotated[str, typer.Option(help="Output format: yolo, coco or labelstudio.")] = "yolo",
+    fmt: Annotated[str | None, typer.Option("--format", help="Source format; detected if omitted.")] = None,
+) -> None:
+    """Write a reproducible train/val/test split (ranked by content hash and seed, never by file order)."""
+    from cardmetry.data.formats import write_dataset
+    from cardmetry.data.splits import split_indices
+    from cardmetry.store.blobs import sha256_of
+
+    dataset, problems, root = _read(path, fmt)
+    _print_problems(problems)
+    keys = [sha256_of(root / image.path) if (root / image.path).is_file() else image.path for image in dataset.images]
+    try:
+        indices = split_indices(keys, ratios, seed)
+        splits = {dataset.images[i].path: name for name, members in indices.items() for i in members}
+        write_dataset(dataset, root, out_dir, to, splits=splits)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(", ".join(f"{name}: {len(members)}" for name, members in indices.items()) + f" -> {out_dir}")
+
+
+@dataset_app.command("stats")
+def dataset_stats(
+    path: Annotated[Path, typer.Argument(help="Dataset folder or label file.")],
+    fmt: Annotated[str | None, typer.Option("--format", help="Source format; detected if omitted.")] = None,
+    spec: Annotated[str, typer.Option(help="Card spec for border widths.")] = "standard",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Images, instances per class, image sizes, and border widths where polygon labels allow."""
+    from cardmetry.data.stats import dataset_stats as compute
+    from cardmetry.geometry.specs import card_spec
+
+    dataset, _, _ = _read(path, fmt)
+    try:
+        stats = compute(dataset, card_spec(spec))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        out.print_json(json.dumps(stats))
+        return
+    table = Table(title=f"{path} ({stats['format']})", show_header=False)
+    table.add_row("images", str(stats["images"]))
+    for name, n in stats["instances_per_class"].items():  # type: ignore[union-attr]
+        table.add_row(f"instances: {name}", str(n))
+    table.add_row("box / polygon labels", f"{stats['box_labels']} / {stats['polygon_labels']}")
+    size = stats["image_size"]
+    for axis in ("width", "height"):
+        s = size[axis]  # type: ignore[index]
+        table.add_row(f"image {axis} min / median / max", f"{s['min']:.0f} / {s['median']:.0f} / {s['max']:.0f}")
+    borders = stats["borders_mm"]
+    if borders:
+        for side in ("left", "right", "top", "bottom"):
+            b = borders[side]  # type: ignore[index]
+            table.add_row(f"{side} border mm mean (min-max)", f"{b['mean']:.3f} ({b['min']:.3f}-{b['max']:.3f})")
+    else:
+        table.add_row("border widths", "unknown (needs outer and graphic polygons; refine box labels first)")
+    out.print(table)
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        console.print(f"[yellow]{problem}[/yellow]", highlight=False)
+
+
+@app.command()
+def demo(
+    home: Annotated[Path | None, typer.Option(help=HOME_HELP)] = None,
+    count: Annotated[int, typer.Option(min=1, max=50, help="Cards to render.")] = 4,
+) -> None:
+    """What `make run` shows until the web app lands: render cards with exact truth, validate them, describe them,
+    store them, and refine loose box labels back onto their edges."""
+    from cardmetry.demo import run_demo
+    from cardmetry.store.home import Home
+
+    run_demo(Home.from_env(home), count, out, _progress)
