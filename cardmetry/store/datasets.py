@@ -42,17 +42,16 @@ def check_name(name: str) -> str:
 
 
 def import_dataset(home: Home, name: str, dataset: Dataset, source_root: Path, problems: list[Problem]) -> ImportResult:
-    """Store a dataset's images by content and write its manifest. Unreadable images are skipped (the validation
-    report inside the manifest names them) so that nothing readable is lost."""
+    """Store a dataset's images by content and write its manifest. Images whose size could not be read are skipped
+    (the validation report inside the manifest names them); everything readable is kept, problems or not."""
     check_name(name)
     blobs = BlobStore(home.blobs)
-    unreadable = {p.file for p in problems if p.severity == "error" and p.line is None}
     entries: dict[str, dict[str, object]] = {}
     duplicates: list[tuple[str, str]] = []
     new_blobs = 0
     for image in dataset.images:
         source = source_root / image.path
-        if image.path in unreadable or not source.is_file():
+        if image.width <= 0 or image.height <= 0 or not source.is_file():
             continue
         sha, stored, is_new = blobs.put(source)
         new_blobs += is_new

@@ -31,7 +31,7 @@ def test_square_frame_widths_and_centering() -> None:
 
 def test_worst_station_is_the_most_off_centre_pair() -> None:
     # The left graphic edge leans: the pair at the bottom (station 7) is the most off-centre.
-    w, h = STANDARD.size_mm
+    h = STANDARD.height_mm
     lines = frame_lines(3.0, 3.0, 3.0, 3.0)
     lines["left"] = line_through((3.0, 0), (2.0, h))
     c = centering(border_widths(lines, STANDARD))
