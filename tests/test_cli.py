@@ -1,0 +1,91 @@
+"""The command line, end to end on small renders: exit codes, outputs, and errors that name the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cardmetry.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "cards"
+    result = runner.invoke(app, ["synth", str(out), "--count", "3", "--dpi", "100", "--seed", "4", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_synth_writes_images_labels_coco_and_truth(cards: Path) -> None:
+    assert len(list((cards / "images").iterdir())) == 3
+    assert len(list((cards / "labels").glob("*.txt"))) == 3
+    assert len(json.loads((cards / "annotations.json").read_text())["annotations"]) == 6
+    assert len(json.loads((cards / "truth" / "card_00002.json").read_text())["points"]) == 24
+
+
+def test_check_passes_a_clean_dataset(cards: Path) -> None:
+    result = runner.invoke(app, ["dataset", "check", str(cards), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["problems"] == []
+
+
+def test_check_fails_and_names_the_file_and_line(cards: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    runner.invoke(app, ["dataset", "convert", str(cards), str(broken), "--to", "yolo"])
+    label = sorted((broken / "labels").glob("*.txt"))[0]
+    label.write_text(label.read_text() + "7 0.5 0.5 0.1 0.1\n")
+    result = runner.invoke(app, ["dataset", "check", str(broken)])
+    assert result.exit_code == 1
+    assert f"labels/{label.name}:3" in result.stdout and "class id 7" in result.stdout
+
+
+def test_convert_round_trip_keeps_border_statistics(cards: Path, tmp_path: Path) -> None:
+    before = runner.invoke(app, ["dataset", "stats", str(cards), "--json"])
+    for fmt in ("coco", "labelstudio"):
+        converted = tmp_path / fmt
+        result = runner.invoke(app, ["dataset", "convert", str(cards), str(converted), "--to", fmt])
+        assert result.exit_code == 0, result.output
+        after = runner.invoke(app, ["dataset", "stats", str(converted), "--json"])
+        b, a = json.loads(before.stdout)["borders_mm"], json.loads(after.stdout)["borders_mm"]
+        for side in ("left", "right", "top", "bottom"):
+            assert a[side]["mean"] == pytest.approx(b[side]["mean"], abs=1e-4)
+
+
+def test_split_is_reproducible(cards: Path, tmp_path: Path) -> None:
+    outputs = []
+    for name in ("one", "two"):
+        result = runner.invoke(app, ["dataset", "split", str(cards), str(tmp_path / name), "--ratios", "0.34",
+                                     "0.33", "0.33", "--seed", "3"])
+        assert result.exit_code == 0, result.output
+        outputs.append(sorted(p.relative_to(tmp_path / name).as_posix() for p in (tmp_path / name).glob("images/*/*")))
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 3
+
+
+def test_import_twice_counts_once(cards: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = runner.invoke(app, ["dataset", "import", str(cards), "--name", "demo", "--home", str(home)])
+    second = runner.invoke(app, ["dataset", "import", str(cards), "--name", "demo", "--home", str(home)])
+    assert first.exit_code == second.exit_code == 0
+    assert "3 images (3 new)" in first.stdout and "3 images (0 new)" in second.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dataset", "check", "/nonexistent/cards"], "no such file or folder"),  # a path that is not there
+        (["dataset", "convert", "CARDS", "OUT", "--to", "pascal"], "--to must be one of"),  # unknown output format
+        (["dataset", "import", "CARDS", "--name", "../escape"], "invalid dataset name"),  # a name that is a path
+        (["synth", "OUT", "--spec", "poker"], "unknown card spec"),  # unknown card spec
+        (["dataset", "stats", "CARDS", "--format", "voc"], "unknown format"),  # unknown input format
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(cards: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    args = [str(cards) if a == "CARDS" else str(tmp_path / "out") if a == "OUT" else a for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
