@@ -120,10 +120,13 @@ def _validate(path: Path, fmt: str | None, max_pixels: int | None) -> Validation
 
     if not path.exists():
         raise _fail(f"{path}: no such file or folder")
-    try:
-        return validate(path, format=fmt, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    with _progress() as progress:
+        task = progress.add_task("checking images", total=None)
+        try:
+            return validate(path, format=fmt, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+                            progress=lambda done, total: progress.update(task, completed=done, total=total))
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
 
 
 def _read(path: Path, fmt: str | None) -> tuple[Dataset, list[Problem], Path]:

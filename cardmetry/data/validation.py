@@ -10,6 +10,7 @@ hold the same card twice). Validation only reads: it never modifies, moves or de
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,16 +71,25 @@ def duplicate_image_problems(root: Path, image_paths: list[str]) -> list[Problem
     return problems
 
 
-def validate(path: str | Path, format: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> ValidationReport:
+def validate(
+    path: str | Path,
+    format: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Callable[[int, int], None] | None = None,
+) -> ValidationReport:
     """Check the dataset at `path` (a folder or an annotation file); see the module docstring.
+
+    `progress(done, total)` is called after each image is decoded.
 
     Raises FileNotFoundError for a missing path and ValueError when the path holds no recognisable dataset
     (or more than one format: then pass `format`); everything wrong inside a dataset is a problem instead.
     """
     root = dataset_root(path)
     dataset, problems = read_dataset(path, format, max_pixels=max_pixels)
-    for image in dataset.images:
+    for done, image in enumerate(dataset.images, start=1):
         problems.extend(check_image(root / image.path, max_pixels, name=image.path))
+        if progress is not None:
+            progress(done, len(dataset.images))
     problems.extend(duplicate_image_problems(root, sorted(image.path for image in dataset.images)))
     problems.sort(key=lambda p: (p.file, p.line or 0))
     return ValidationReport(dataset, problems)
