@@ -10,7 +10,6 @@ it does not depend on how a tool would rasterise the outline.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,11 +23,13 @@ from cardmetry.data.formats.common import (
     LabelError,
     attach_image_files,
     check_writable,
+    finite_number,
     load_json,
     outline_problem,
     outside_image_problem,
     place_images,
     prepare_output,
+    shown,
     unlabelled_image_problems,
 )
 from cardmetry.data.images import DEFAULT_MAX_PIXELS
@@ -48,29 +49,15 @@ def _key(value: object, what: str) -> Key:
     """An id as COCO files use them: an int (or, from some tools, a string)."""
     if _is_key(value):
         return value
-    raise LabelError(f"{what} {_shown(value)} is not an id")
+    raise LabelError(f"{what} {shown(value)} is not an id")
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:40] + "..."
-
-
-def _number(value: object, what: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond any float
-            number = math.inf
-        if math.isfinite(number):
-            return number
-    raise LabelError(f"{what} {_shown(value)} is not a finite number")
 
 
 def _size(value: object, what: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SIDE:
         return value
-    raise LabelError(f"{what} {_shown(value)} is not a plausible image size")
+    raise LabelError(f"{what} {shown(value)} is not a plausible image size")
 
 
 def _categories(coco: dict, file: str, problems: list[Problem]) -> tuple[list[str], dict[Key, int]]:
@@ -86,7 +73,7 @@ def _categories(coco: dict, file: str, problems: list[Problem]) -> tuple[list[st
             category_id = _key(entry.get("id"), "id")
             name = entry.get("name")
             if not isinstance(name, str):
-                raise LabelError(f"name {_shown(name)} is not a string")
+                raise LabelError(f"name {shown(name)} is not a string")
         except LabelError as error:
             problems.append(Problem(file, f"categories[{index}]: {error}"))
             continue
@@ -117,7 +104,7 @@ def _image(entry: object) -> tuple[Key, LabeledImage]:
     image_id = _key(entry.get("id"), "id")
     file_name = entry.get("file_name")
     if not isinstance(file_name, str) or not file_name.strip():
-        raise LabelError(f"file_name {_shown(file_name)} is not a file name")
+        raise LabelError(f"file_name {shown(file_name)} is not a file name")
     if "width" not in entry and "height" not in entry:
         return image_id, LabeledImage(file_name, 0, 0)  # taken from the file's header when it is found
     return image_id, LabeledImage(file_name, _size(entry.get("width"), "width"), _size(entry.get("height"), "height"))
@@ -154,7 +141,7 @@ def _counts_from_string(counts: str) -> list[int]:
 def _rle_mask(segmentation: dict, image: LabeledImage) -> np.ndarray:
     size = segmentation.get("size")
     if not isinstance(size, list) or len(size) != 2:
-        raise LabelError(f"RLE size {_shown(size)} is not [height, width]")
+        raise LabelError(f"RLE size {shown(size)} is not [height, width]")
     height, width = _size(size[0], "RLE height"), _size(size[1], "RLE width")
     if image.width > 0 and (width, height) != (image.width, image.height):
         raise LabelError(f"RLE size {width} x {height} differs from the image's {image.width} x {image.height}")
@@ -201,8 +188,8 @@ def _outline(entry: dict, image: LabeledImage) -> tuple[np.ndarray, bool, list[s
     if segmentation is None or segmentation == [] or segmentation == {}:
         bbox = entry.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
-            raise LabelError(f"no segmentation and bbox {_shown(bbox)} is not [x, y, width, height]")
-        x, y, w, h = (_number(v, "bbox value") for v in bbox)
+            raise LabelError(f"no segmentation and bbox {shown(bbox)} is not [x, y, width, height]")
+        x, y, w, h = (finite_number(v, "bbox value") for v in bbox)
         if w < 0 or h < 0:
             raise LabelError(f"bbox has a negative width or height ({w:g} x {h:g})")
         return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]), True, []
@@ -222,7 +209,7 @@ def _outline(entry: dict, image: LabeledImage) -> tuple[np.ndarray, bool, list[s
             raise LabelError("segmentation mixes polygons and other values")
         if len(part) % 2:
             raise LabelError(f"polygon has an odd number of coordinates ({len(part)})")
-        polygons.append(np.array([_number(v, "coordinate") for v in part], dtype=np.float64).reshape(-1, 2))
+        polygons.append(np.array([finite_number(v, "coordinate") for v in part], dtype=np.float64).reshape(-1, 2))
     if len(polygons) > 1:
         notes.append(f"{len(polygons)} polygons in one annotation; kept the largest")
     return max(polygons, key=polygon_area), False, notes
@@ -254,7 +241,7 @@ def from_coco(coco: object, file: str = "annotations.json") -> tuple[Dataset, li
         images[image_id] = image
     for index, entry in enumerate(coco["annotations"]):
         name = (
-            f"annotation {_shown(entry['id'])}"
+            f"annotation {shown(entry['id'])}"
             if isinstance(entry, dict) and "id" in entry
             else f"annotations[{index}]"
         )
@@ -263,12 +250,12 @@ def from_coco(coco: object, file: str = "annotations.json") -> tuple[Dataset, li
                 raise LabelError("is not an object")
             image = images.get(_key(entry.get("image_id"), "image_id"))
             if image is None:
-                raise LabelError(f"image_id {_shown(entry.get('image_id'))} is not among the images")
+                raise LabelError(f"image_id {shown(entry.get('image_id'))} is not among the images")
             name = f"{name} (image '{image.path}')"
             category = _key(entry.get("category_id"), "category_id")
             if category not in class_of:
                 raise LabelError(
-                    f"category_id {_shown(category)} is not in the categories (class id not in the class list)"
+                    f"category_id {shown(category)} is not in the categories (class id not in the class list)"
                 )
             polygon, is_box, notes = _outline(entry, image)
         except LabelError as error:

@@ -4,6 +4,7 @@ placing images in an output folder, and split names."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -35,6 +36,24 @@ _FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")  # a split becom
 
 class LabelError(ValueError):
     """A label that cannot be read at all; the message says what is wrong with it."""
+
+
+def shown(value: object) -> str:
+    """A value as an error message quotes it: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def finite_number(value: object, what: str) -> float:
+    """A JSON number that is finite (bools, strings, NaN and huge integers are not), or LabelError naming it."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise LabelError(f"{what} {shown(value)} is not a finite number")
 
 
 def load_json(path: Path, name: str, problems: list[Problem]) -> object | None:

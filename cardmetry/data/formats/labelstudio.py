@@ -25,12 +25,14 @@ from cardmetry.data.formats.common import (
     LabelError,
     attach_image_files,
     check_writable,
+    finite_number,
     load_json,
     outline_problem,
     outside_image_problem,
     place_images,
     prepare_output,
     read_classes_txt,
+    shown,
     unlabelled_image_problems,
 )
 from cardmetry.data.images import ImageError, read_image_size
@@ -41,20 +43,6 @@ SizeLookup = Callable[[str], tuple[int, int] | None]
 _READ_TYPES = ("polygonlabels", "rectanglelabels")
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:40] + "..."
-
-
-def _percent(value: object, what: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond any float
-            number = math.inf
-        if math.isfinite(number):
-            return number
-    raise LabelError(f"{what} {_shown(value)} is not a finite number")
 
 
 def _image_reference(task: object) -> str:
@@ -62,7 +50,7 @@ def _image_reference(task: object) -> str:
         raise LabelError("is not a task with a 'data' object")
     reference = task["data"].get("image")
     if not isinstance(reference, str) or not reference.strip():
-        raise LabelError(f"data.image {_shown(reference)} is not an image reference")
+        raise LabelError(f"data.image {shown(reference)} is not an image reference")
     return reference
 
 
@@ -91,7 +79,7 @@ def _pixel_size(results: list, reference: str, image_size: SizeLookup | None) ->
             continue
         for value, what in ((width, "original_width"), (height, "original_height")):
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_SIDE:
-                raise LabelError(f"{what} {_shown(value)} is not a plausible image size")
+                raise LabelError(f"{what} {shown(value)} is not a plausible image size")
         sizes.add((width, height))
     if len(sizes) > 1:
         raise LabelError(f"results disagree on the image size: {sorted(sizes)}")
@@ -119,11 +107,12 @@ def _result_outline(value: dict, kind: str, width: int, height: int) -> tuple[np
         points = value.get("points")
         if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 2 for p in points):
             raise LabelError("value.points is not a list of [x, y] pairs")
-        return np.array([[_percent(x, "x"), _percent(y, "y")] for x, y in points]).reshape(-1, 2) * scale, False
-    x, y, w, h = (_percent(value.get(k), k) for k in ("x", "y", "width", "height"))
+        outline = np.array([[finite_number(x, "x"), finite_number(y, "y")] for x, y in points]).reshape(-1, 2)
+        return outline * scale, False
+    x, y, w, h = (finite_number(value.get(k), k) for k in ("x", "y", "width", "height"))
     if w < 0 or h < 0:
         raise LabelError(f"rectangle has a negative width or height ({w:g} x {h:g} %)")
-    rotation = _percent(value.get("rotation", 0), "rotation")
+    rotation = finite_number(value.get("rotation", 0), "rotation")
     (x, y), (w, h) = np.array([x, y]) * scale, np.array([w, h]) * scale
     if rotation % 360 == 0:
         return Instance.from_box(0, x, y, x + w, y + h).polygon, True
@@ -151,7 +140,7 @@ def from_labelstudio(
     problems: list[Problem] = []
     images = []
     for index, task in enumerate(tasks):
-        where = f"task {_shown(task['id'])}" if isinstance(task, dict) and "id" in task else f"tasks[{index}]"
+        where = f"task {shown(task['id'])}" if isinstance(task, dict) and "id" in task else f"tasks[{index}]"
         try:
             reference = _image_reference(task)
             where = f"{where} (image '{reference}')"
@@ -173,7 +162,7 @@ def from_labelstudio(
                 kind = result.get("type")
                 if kind not in _READ_TYPES:
                     problems.append(
-                        Problem(file, f"{at}: type {_shown(kind)} is not read; skipped", severity="warning")
+                        Problem(file, f"{at}: type {shown(kind)} is not read; skipped", severity="warning")
                     )
                     continue
                 polygon, is_box = _result_outline(result["value"], kind, width, height)
