@@ -157,10 +157,13 @@ def dataset_import(
 
     report = _validate(path, fmt, None)
     root = dataset_root(path)
-    try:
-        result = import_dataset(Home.from_env(home), name, report.dataset, root, report.problems)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    with _progress() as progress:
+        task = progress.add_task("storing images", total=len(report.dataset.images))
+        try:
+            result = import_dataset(Home.from_env(home), name, report.dataset, root, report.problems,
+                                    progress=lambda done, _: progress.update(task, completed=done))
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
     for kept, duplicate in result.duplicates:
         console.print(f"[yellow]{duplicate}: same content as {kept}, stored and counted once[/yellow]")
     state = "trainable" if result.trainable else "has errors (see `cardmetry dataset check`): not trainable"

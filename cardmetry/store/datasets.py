@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,14 @@ def check_name(name: str) -> str:
     return name
 
 
-def import_dataset(home: Home, name: str, dataset: Dataset, source_root: Path, problems: list[Problem]) -> ImportResult:
+def import_dataset(
+    home: Home,
+    name: str,
+    dataset: Dataset,
+    source_root: Path,
+    problems: list[Problem],
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportResult:
     """Store a dataset's images by content and write its manifest. Images whose size could not be read are skipped
     (the validation report inside the manifest names them); everything readable is kept, problems or not."""
     check_name(name)
@@ -49,7 +57,9 @@ def import_dataset(home: Home, name: str, dataset: Dataset, source_root: Path, p
     entries: dict[str, dict[str, object]] = {}
     duplicates: list[tuple[str, str]] = []
     new_blobs = 0
-    for image in dataset.images:
+    for done, image in enumerate(dataset.images, start=1):
+        if progress is not None:
+            progress(done, len(dataset.images))
         source = source_root / image.path
         if image.width <= 0 or image.height <= 0 or not source.is_file():
             continue
