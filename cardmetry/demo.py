@@ -24,7 +24,7 @@ from cardmetry.geometry.lines import order_quad
 from cardmetry.store.datasets import import_dataset
 from cardmetry.store.home import Home
 
-LOOSE_MM = 0.4  # how loose the real scans' box labels are, per side
+LOOSE_MM = 0.4  # a loose hand-drawn box label (the real scans' boxes are tighter: docs/benchmarks.md)
 
 
 def run_demo(home: Home, count: int, out: Console, progress: Callable[[], Progress]) -> None:
