@@ -218,6 +218,47 @@ def dataset_split(
     out.print(", ".join(f"{name}: {len(members)}" for name, members in indices.items()) + f" -> {out_dir}")
 
 
+@dataset_app.command("refine")
+def dataset_refine(
+    path: Annotated[Path, typer.Argument(help="Dataset folder or label file with box labels.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the refined dataset into.")],
+    to: Annotated[str, typer.Option(help="Output format: yolo, coco or labelstudio.")] = "yolo",
+    fmt: Annotated[str | None, typer.Option("--format", help="Source format; detected if omitted.")] = None,
+    spec: Annotated[str, typer.Option(help="Card spec, for the scale in mm.")] = "standard",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the refusals as JSON on stdout.")] = False,
+) -> None:
+    """Turn box labels of outer and graphic borders into tight quads found in the image; refused boxes stay boxes,
+    each with its reason."""
+    from cardmetry.data.formats import write_dataset
+    from cardmetry.data.refine import refine_dataset
+    from cardmetry.geometry.specs import card_spec
+
+    if to not in FORMATS:
+        raise _fail(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
+    dataset, problems, root = _read(path, fmt)
+    _print_problems(problems)
+    try:
+        card = card_spec(spec)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    with _progress() as progress:
+        task = progress.add_task("refining", total=len(dataset.images))
+        refined, refusals = refine_dataset(dataset, root, spec=card,
+                                           progress=lambda done, _: progress.update(task, completed=done))
+    try:
+        write_dataset(refined, root, out_dir, to)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    boxes = sum(i.is_box for image in dataset.images for i in image.instances)
+    kept = sum(i.is_box for image in refined.images for i in image.instances)
+    if as_json:
+        report = {"boxes": boxes, "refined": boxes - kept, "problems": [p.as_json() for p in refusals]}
+        out.print_json(json.dumps(report))
+    else:
+        _print_problems(refusals)
+        out.print(f"refined {boxes - kept} of {boxes} boxes; wrote {len(refined.images)} images as {to} to {out_dir}")
+
+
 @dataset_app.command("stats")
 def dataset_stats(
     path: Annotated[Path, typer.Argument(help="Dataset folder or label file.")],

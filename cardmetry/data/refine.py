@@ -22,12 +22,16 @@ OpenCV's (pixel centre at 0), converted here at the boundary only.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from cardmetry.data.instances import GRAPHIC, OUTER, Instance, cv_to_label, label_to_cv
+from cardmetry.data.images import ImageError, load_image
+from cardmetry.data.instances import GRAPHIC, OUTER, Dataset, Instance, LabeledImage, cv_to_label, label_to_cv
+from cardmetry.data.problems import Problem
 from cardmetry.geometry.edges import EdgeHits, Profiles, colour_distance, fit_line_robust, locate_edges, sample_profiles
 from cardmetry.geometry.lines import Line, line_angle_deg, line_through, quad_from_lines, signed_distance
 from cardmetry.geometry.specs import STANDARD, CardSpec
@@ -567,3 +571,37 @@ def _quad_problem(
         if abs(aspect / spec.aspect - 1) > opts.max_aspect_error:
             return f"aspect ratio {aspect:.3f} is not the {spec.name} card's {spec.aspect:.3f}"
     return None
+
+
+def refine_dataset(
+    dataset: Dataset,
+    root: Path,
+    *,
+    spec: CardSpec = STANDARD,
+    options: RefineOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Dataset, list[Problem]]:
+    """Every image's box labels refined into quads. A refused box stays the box it was, and its refusal becomes a
+    warning naming the image, the class and the reason; an unreadable image keeps its labels and is an error."""
+    images, problems = [], []
+    for done, image in enumerate(dataset.images, start=1):
+        if progress is not None:
+            progress(done, len(dataset.images))
+        try:
+            pixels = load_image(root / image.path)
+        except ImageError as error:
+            problems.append(Problem(image.path, error.problem))
+            images.append(image)
+            continue
+        instances = []
+        results = refine_image(pixels, image.instances, spec=spec, options=options)
+        for original, result in zip(image.instances, results, strict=True):
+            if isinstance(result, RefinementRefusal):
+                name = dataset.class_name(original.class_id)
+                message = f"{name} box kept, not refined: {result.reason}"
+                problems.append(Problem(image.path, message, severity="warning"))
+                instances.append(original)
+            else:
+                instances.append(result)
+        images.append(LabeledImage(image.path, image.width, image.height, instances))
+    return Dataset(list(dataset.classes), images, dataset.format), problems
