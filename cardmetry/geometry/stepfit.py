@@ -5,8 +5,9 @@ averaged over the pixel's width, as a sensor does: f(x) = a + b * (1/w) * integr
 Phi((t - mu) / s) dt. Leaving the pixel's box filter out of the model biases sharp edges by up to a tenth of a
 pixel towards the pixel grid; with it, the fit matches what a pixel records. Fitting all four parameters
 (Levenberg-Marquardt) is unbiased for any sub-pixel phase, where a 3-point parabola on the gradient is biased
-towards pixel centres, and it gives each edge position a standard error from the residuals. Profiles are taken along image rows or columns, so
-the samples are the pixels themselves: no interpolation, and no interpolation bias.
+towards pixel centres, and it gives each edge position a standard error from the residuals. Profiles are taken
+along image rows or columns (window and pixel width 1), so the samples are the pixels themselves: no
+interpolation, and no interpolation bias.
 
 A perfectly sharp edge (blur far below a pixel) leaves one mixed pixel per profile and the fit ill-conditioned
 where the edge sits near a pixel boundary; real optics blur by 0.4 px or more, where the fit is unbiased (tests).
