@@ -56,37 +56,54 @@ def fit_edge(
     p1: np.ndarray,
     *,
     half_window: int = 6,
+    inside: np.ndarray | None = None,
+    inner_reach: int = 3,
     min_coverage: float = 0.3,
     min_inlier_share: float = 0.5,
 ) -> EdgeFit | str:
     """Fit the edge near the coarse line between the feet of p0 and p1 (OpenCV pixels); the reason when it cannot.
 
     `image` is RGB or grey; `half_window` is how far either side of the coarse line each profile reaches, so the
-    coarse line must be within a few pixels of the edge.
+    coarse line must be within a few pixels of the edge. Given `inside` (a point on the inner side, such as the
+    quad's centre), a second pass fits again with profiles reaching only `inner_reach` px inward of the first
+    line: a thin printed rule just inside a frame edge is a bar, not a step, and a window that takes in its far
+    side pulls the fitted edge outward by a large share of a pixel.
     """
-    values, positions, across, along_coord, vertical = _profiles(image, coarse, p0, p1, half_window)
+    first = _fit_pass(image, coarse, p0, p1, (half_window, half_window), min_coverage, min_inlier_share)
+    if isinstance(first, str) or inside is None:
+        return first
+    reach = (half_window, inner_reach) if _inside_is_after(first.line, inside) else (inner_reach, half_window)
+    return _fit_pass(image, first.line, p0, p1, reach, min_coverage, min_inlier_share)
+
+
+def _fit_pass(
+    image: np.ndarray,
+    line: Line,
+    p0: np.ndarray,
+    p1: np.ndarray,
+    reach: tuple[int, int],
+    min_coverage: float,
+    min_inlier_share: float,
+) -> EdgeFit | str:
+    """One pass: profiles reaching reach[0] px before and reach[1] px after the line, steps, a robust line."""
+    values, positions, across, along_coord, vertical = _profiles(image, line, p0, p1, reach)
     if len(values) < 10:
         return "the edge is too short or runs outside the image"
-    projected = _project_colour(values)
-    fits = fit_steps(projected, positions, across)
+    fits = fit_steps(_project_colour(values), positions, across)
     coverage = float(np.mean(fits.ok))
     if coverage < min_coverage:
         return f"a step was found in only {coverage:.0%} of the profiles across it (weak or absent edge)"
-    mu = fits.mu[fits.ok]
-    other = along_coord[fits.ok]
+    mu, other = fits.mu[fits.ok], along_coord[fits.ok]
     points = np.stack([mu, other], axis=1) if vertical else np.stack([other, mu], axis=1)
     robust = fit_line_robust(points, inlier_threshold_px=1.0)
     inlier_share = robust.count / len(values)
     if inlier_share < min_inlier_share:
         return f"only {inlier_share:.0%} of the profiles agree on one straight edge"
-    line = robust.line
     kept = points[robust.inliers]
-    residuals = signed_distance(line, kept)
-    direction = np.array([-line[1], line[0]])
-    along = kept @ direction
-    order = np.argsort(along)
+    residuals = signed_distance(robust.line, kept)
+    along = kept @ np.array([-robust.line[1], robust.line[0]])
     return EdgeFit(
-        line=line,
+        line=robust.line,
         rms_px=float(np.sqrt(np.mean(residuals**2))),
         inliers=int(robust.count),
         profiles=len(values),
@@ -94,14 +111,24 @@ def fit_edge(
         contrast=float(np.median(np.abs(fits.step[fits.ok]))),
         centre_along=float(along.mean()),
         spread_along=float(np.sum((along - along.mean()) ** 2)),
-        correlation=_integrated_autocorrelation(residuals[order]),
+        correlation=_integrated_autocorrelation(residuals[np.argsort(along)]),
     )
 
 
+def _inside_is_after(line: Line, inside: np.ndarray) -> bool:
+    """Whether `inside` lies at larger x (for a line nearer vertical) or larger y (nearer horizontal) than the line."""
+    a, b, c = line
+    x, y = np.asarray(inside, float)
+    if abs(a) >= abs(b):
+        return x > -(b * y + c) / a
+    return y > -(a * x + c) / b
+
+
 def _profiles(
-    image: np.ndarray, coarse: Line, p0: np.ndarray, p1: np.ndarray, half_window: int
+    image: np.ndarray, coarse: Line, p0: np.ndarray, p1: np.ndarray, reach: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Pixel windows across the coarse line, one per row (near-vertical edge) or column (near-horizontal)."""
+    """Pixel windows across the line, one per row (near-vertical edge) or column (near-horizontal), reaching
+    reach[0] pixels towards smaller and reach[1] towards larger coordinates."""
     a, b, c = coarse
     vertical = abs(a) >= abs(b)
     height, width = image.shape[:2]
@@ -110,10 +137,10 @@ def _profiles(
     along = np.arange(int(np.ceil(lo)), int(np.floor(hi)) + 1)
     limit = height if vertical else width
     along = along[(along >= 0) & (along < limit)]
-    # Where the coarse line crosses each row (or column), and the pixels either side of it.
+    # Where the line crosses each row (or column), and the pixels either side of it.
     crossing = -(b * along + c) / a if vertical else -(a * along + c) / b
-    start = np.rint(crossing).astype(int) - half_window
-    span = 2 * half_window + 1
+    start = np.rint(crossing).astype(int) - reach[0]
+    span = reach[0] + reach[1] + 1
     other_limit = width if vertical else height
     keep = (start >= 0) & (start + span <= other_limit)
     along, crossing, start = along[keep], crossing[keep], start[keep]

@@ -1,0 +1,144 @@
+"""From an image and coarse borders to a Measurement: the heart of `cardmetry measure`.
+
+The coarse borders (from a model or a classical detector) only have to be within a few pixels. Each of the eight
+straight edges is fitted again from the pixels (`edgefit`), the outer quad defines the card frame through a
+homography, and the 24 border widths, centering, skew and their uncertainties follow as CONTRACT.md defines them.
+Anything that makes a number untrustworthy is either a quality flag or, when it would make the number wrong, a
+refusal with its reason.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from cardmetry.geometry.homography import apply_homography, image_to_card, transform_line
+from cardmetry.geometry.lines import order_quad, quad_edges, quad_from_lines, upright_quad
+from cardmetry.geometry.specs import EDGES, CardSpec, Edge
+from cardmetry.geometry.stations import border_widths, centering, frame_skew_deg
+from cardmetry.measure.edgefit import EdgeFit, fit_edge
+from cardmetry.measure.result import Measurement, PointResult, Refusal
+
+_CORNERS: dict[Edge, tuple[int, int]] = {"top": (0, 1), "right": (1, 2), "bottom": (2, 3), "left": (3, 0)}
+OUTER_CORNER_CLEARANCE_MM = 4.0  # the card's 3 mm corner radius, and a millimetre for wear
+GRAPHIC_CORNER_CLEARANCE_MM = 1.5  # printed frames round their corners less, if at all
+MIN_PX_PER_MM = 8.0  # below about 200 dpi a pixel is wider than the precision a grader needs
+WEAK_EDGE_LEVELS = 20.0  # a step smaller than this (of 255) is measured but flagged
+
+
+def measure_borders(
+    image: np.ndarray,
+    coarse_outer: np.ndarray,
+    coarse_graphic: np.ndarray,
+    spec: CardSpec,
+    *,
+    side: str = "front",
+    image_name: str = "",
+) -> Measurement | Refusal:
+    """Measure a card from coarse outer and graphic quads (OpenCV pixels, any corner order)."""
+    start = time.perf_counter()
+    height, width = image.shape[:2]
+    outer_coarse, graphic_coarse = upright_quad(order_quad(coarse_outer)), upright_quad(order_quad(coarse_graphic))
+    if np.any(outer_coarse < 1) or np.any(outer_coarse[:, 0] > width - 2) or np.any(outer_coarse[:, 1] > height - 2):
+        return Refusal(image_name, side, "the card is cut off by the edge of the image")
+    px_per_mm = _scale(outer_coarse, spec)
+    flags = []
+    if px_per_mm < MIN_PX_PER_MM:
+        flags.append(f"resolution {px_per_mm:.1f} px/mm is too low for 0.01 mm precision")
+
+    fits: dict[str, dict[Edge, EdgeFit]] = {}
+    # Name plates and logos printed across the frame can hide half of a graphic edge; a card edge hides less.
+    min_share = {"outer": 0.5, "graphic": 0.35}
+    for role, quad, clearance in (
+        ("outer", outer_coarse, OUTER_CORNER_CLEARANCE_MM),
+        ("graphic", graphic_coarse, GRAPHIC_CORNER_CLEARANCE_MM),
+    ):
+        fits[role] = {}
+        for edge, line in quad_edges(quad).items():
+            p0, p1 = quad[_CORNERS[edge][0]], quad[_CORNERS[edge][1]]
+            step = (p1 - p0) / np.linalg.norm(p1 - p0) * clearance * px_per_mm
+            result = fit_edge(
+                image, line, p0 + step, p1 - step, inside=quad.mean(axis=0), min_inlier_share=min_share[role]
+            )
+            if isinstance(result, str):
+                return Refusal(image_name, side, f"{role} {edge} edge: {result}", flags)
+            fits[role][edge] = result
+            if result.contrast < WEAK_EDGE_LEVELS:
+                flags.append(f"weak {role} {edge} edge (contrast {result.contrast:.0f} levels)")
+            if result.inliers < 0.8 * result.profiles:
+                flags.append(f"{role} {edge} edge partly occluded ({result.inliers / result.profiles:.0%} on the line)")
+
+    outer_quad = _quad(fits["outer"])
+    graphic_quad = _quad(fits["graphic"])
+    to_card = image_to_card(outer_quad, spec)
+    lines_mm = {edge: transform_line(to_card, fits["graphic"][edge].line) for edge in EDGES}
+    widths = border_widths(lines_mm, spec)
+    if any(not 0 < w.border_mm < 0.4 * spec.width_mm for w in widths):
+        return Refusal(image_name, side, "the graphic border found does not lie inside the card's border", flags)
+    aspect_flag = _aspect_flag(outer_quad, spec)
+    if aspect_flag:
+        flags.append(aspect_flag)
+
+    to_image = np.linalg.inv(to_card)
+    points = []
+    for w in widths:
+        graphic_point, outer_point = _station_points(w.station.edge, w.station.position_mm, w.border_mm, spec)
+        g_px, o_px = apply_homography(to_image, np.array([graphic_point, outer_point]))
+        local_px_per_mm = float(np.linalg.norm(g_px - o_px) / max(w.border_mm, 1e-9))
+        sigma_px = np.hypot(
+            fits["graphic"][w.station.edge].sigma_px(g_px), fits["outer"][w.station.edge].sigma_px(o_px)
+        )
+        points.append(
+            PointResult(w.station.id, w.station.edge, w.station.position_mm, w.border_mm, sigma_px / local_px_per_mm)
+        )
+    return Measurement(
+        image=image_name,
+        side=side,
+        spec=spec,
+        outer_quad_px=outer_quad,
+        graphic_quad_px=graphic_quad,
+        px_per_mm=px_per_mm,
+        points=points,
+        centering=centering(widths),
+        skew_deg=frame_skew_deg(lines_mm),
+        flags=flags,
+        outer_fit_rms_px=_rms(fits["outer"]),
+        graphic_fit_rms_px=_rms(fits["graphic"]),
+        timing_ms={"total": (time.perf_counter() - start) * 1000},
+    )
+
+
+def _scale(quad: np.ndarray, spec: CardSpec) -> float:
+    """Mean px per mm from the quad's side lengths against the card's size."""
+    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    return float(((sides[0] + sides[2]) / spec.width_mm + (sides[1] + sides[3]) / spec.height_mm) / 4)
+
+
+def _quad(fits: dict[Edge, EdgeFit]) -> np.ndarray:
+    return quad_from_lines(fits["top"].line, fits["right"].line, fits["bottom"].line, fits["left"].line)
+
+
+def _rms(fits: dict[Edge, EdgeFit]) -> float:
+    return float(np.sqrt(np.mean([f.rms_px**2 for f in fits.values()])))
+
+
+def _station_points(edge: Edge, position: float, border: float, spec: CardSpec) -> tuple[np.ndarray, np.ndarray]:
+    """A station's point on the graphic edge and its foot on the outer edge, in card mm."""
+    w, h = spec.size_mm
+    return {
+        "left": (np.array([border, position]), np.array([0.0, position])),
+        "right": (np.array([w - border, position]), np.array([w, position])),
+        "top": (np.array([position, border]), np.array([position, 0.0])),
+        "bottom": (np.array([position, h - border]), np.array([position, h])),
+    }[edge]
+
+
+def _aspect_flag(quad: np.ndarray, spec: CardSpec) -> str | None:
+    """The outer quad's own aspect (mean of opposite sides) against the spec's; perspective can explain a few %."""
+    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    aspect = (sides[1] + sides[3]) / (sides[0] + sides[2])
+    off = aspect / spec.aspect - 1
+    if abs(off) > 0.03:
+        return f"aspect ratio {aspect:.3f} is {off:+.1%} off the {spec.name} card's {spec.aspect:.3f}"
+    return None
