@@ -33,7 +33,6 @@ app.add_typer(dataset_app, name="dataset")
 console = Console(stderr=True)
 out = Console()
 
-FORMATS = ("yolo", "coco", "labelstudio")
 HOME_HELP = "CARDMETRY_HOME (default $CARDMETRY_HOME or ./cardmetry-data)."
 
 
@@ -57,7 +56,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.command()
 def synth(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write the dataset into (created if missing).")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the dataset into (new or empty).")],
     count: Annotated[int, typer.Option(min=1, help="Number of cards.")] = 10,
     dpi: Annotated[float, typer.Option(min=50, max=2400, help="Scan resolution (ignored with --photo).")] = 600,
     photo: Annotated[bool, typer.Option(help="Phone photos: perspective, 12-20 px/mm, uneven light, glare.")] = False,
@@ -65,6 +64,8 @@ def synth(
     spec: Annotated[str, typer.Option(help="Card spec: standard (63.5 x 88.9 mm) or small (59 x 86 mm).")] = "standard",
     landscape_share: Annotated[float, typer.Option(min=0, max=1, help="Share of cards lying sideways.")] = 0.0,
     supersample: Annotated[int, typer.Option(min=1, max=8, help="Samples per pixel along each axis.")] = 2,
+    max_rotation: Annotated[float, typer.Option(min=0, max=45, help="Largest card rotation, degrees.")] = 5.0,
+    max_skew: Annotated[float, typer.Option(min=0, max=5, help="Largest print skew of the frame, degrees.")] = 1.0,
     workers: Annotated[int, typer.Option(min=1, help="Render processes.")] = min(os.cpu_count() or 1, 4),
 ) -> None:
     """Render synthetic cards with exact truth (quads, polygons, 24 border widths) as YOLO and COCO."""
@@ -83,10 +84,15 @@ def synth(
         spec=spec,
         landscape_share=landscape_share,
         supersample=supersample,
+        max_rotation_deg=max_rotation,
+        max_skew_deg=max_skew,
     )
     with _progress() as progress:
         task = progress.add_task("rendering", total=count)
-        write_synth(out_dir, options, workers=workers, on_card=lambda _: progress.advance(task))
+        try:
+            write_synth(out_dir, options, workers=workers, on_card=lambda _: progress.advance(task))
+        except OSError as exc:
+            raise _fail(str(exc)) from None
     console.print(f"wrote {count} cards to {out_dir}")
 
 
@@ -129,6 +135,14 @@ def _validate(path: Path, fmt: str | None, max_pixels: int | None) -> Validation
             raise _fail(str(exc)) from None
 
 
+def _checked(path: Path, fmt: str | None) -> tuple[Dataset, list[Problem], Path]:
+    """The dataset after full validation (every image decoded), its problems, and its root."""
+    from cardmetry.data.formats import dataset_root
+
+    report = _validate(path, fmt, None)
+    return report.dataset, report.problems, dataset_root(path)
+
+
 def _read(path: Path, fmt: str | None) -> tuple[Dataset, list[Problem], Path]:
     from cardmetry.data.formats import read_dataset
 
@@ -152,9 +166,13 @@ def dataset_import(
 ) -> None:
     """Store a dataset by content (sha256): the same image imported twice is stored and counted once."""
     from cardmetry.data.formats import dataset_root
-    from cardmetry.store.datasets import import_dataset
+    from cardmetry.store.datasets import check_name, import_dataset
     from cardmetry.store.home import Home
 
+    try:
+        check_name(name)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     report = _validate(path, fmt, None)
     root = dataset_root(path)
     with _progress() as progress:
@@ -162,13 +180,14 @@ def dataset_import(
         try:
             result = import_dataset(Home.from_env(home), name, report.dataset, root, report.problems,
                                     progress=lambda done, _: progress.update(task, completed=done))
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             raise _fail(str(exc)) from None
     for kept, duplicate in result.duplicates:
         console.print(f"[yellow]{duplicate}: same content as {kept}, stored and counted once[/yellow]")
     state = "trainable" if result.trainable else "has errors (see `cardmetry dataset check`): not trainable"
     out.print(f"{result.name}@{result.version}: {result.images} images ({result.new_blobs} new), {state}")
     out.print(f"manifest: {result.manifest}")
+    _exit_for(report.problems)
 
 
 @dataset_app.command("convert")
@@ -178,18 +197,20 @@ def dataset_convert(
     to: Annotated[str, typer.Option(help="yolo, coco or labelstudio.")],
     fmt: Annotated[str | None, typer.Option("--format", help="Source format; detected if omitted.")] = None,
 ) -> None:
-    """Convert between YOLO (boxes and polygons), COCO instance segmentation and Label Studio JSON."""
-    from cardmetry.data.formats import write_dataset
+    """Convert between YOLO (boxes and polygons), COCO instance segmentation and Label Studio JSON. A dataset split
+    into train/val/test folders keeps its splits."""
+    from cardmetry.data.formats import image_splits, write_dataset
 
-    if to not in FORMATS:
-        raise _fail(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
-    dataset, problems, root = _read(path, fmt)
+    _check_output_format(to)
+    dataset, problems, root = _checked(path, fmt)
     _print_problems(problems)
+    splits = image_splits(dataset)
     try:
-        write_dataset(dataset, root, out_dir, to)
+        write_dataset(dataset, root, out_dir, to, splits=splits if len(splits) == len(dataset.images) else None)
     except (ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     out.print(f"wrote {len(dataset.images)} images as {to} to {out_dir}")
+    _exit_for(problems)
 
 
 @dataset_app.command("split")
@@ -202,20 +223,22 @@ def dataset_split(
     fmt: Annotated[str | None, typer.Option("--format", help="Source format; detected if omitted.")] = None,
 ) -> None:
     """Write a reproducible train/val/test split (ranked by content hash and seed, never by file order)."""
-    from cardmetry.data.formats import write_dataset
-    from cardmetry.data.splits import split_indices
-    from cardmetry.store.blobs import sha256_of
+    from collections import Counter
 
-    dataset, problems, root = _read(path, fmt)
+    from cardmetry.data.formats import write_dataset
+    from cardmetry.data.splits import split_dataset
+
+    _check_output_format(to)
+    dataset, problems, root = _checked(path, fmt)
     _print_problems(problems)
-    keys = [sha256_of(root / image.path) if (root / image.path).is_file() else image.path for image in dataset.images]
     try:
-        indices = split_indices(keys, ratios, seed)
-        splits = {dataset.images[i].path: name for name, members in indices.items() for i in members}
+        splits = split_dataset(dataset, root, ratios, seed)
         write_dataset(dataset, root, out_dir, to, splits=splits)
     except (ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    out.print(", ".join(f"{name}: {len(members)}" for name, members in indices.items()) + f" -> {out_dir}")
+    sizes = Counter(splits.values())
+    out.print(", ".join(f"{name}: {sizes[name]}" for name in ("train", "val", "test")) + f" -> {out_dir}")
+    _exit_for(problems)
 
 
 @dataset_app.command("refine")
@@ -225,7 +248,7 @@ def dataset_refine(
     to: Annotated[str, typer.Option(help="Output format: yolo, coco or labelstudio.")] = "yolo",
     fmt: Annotated[str | None, typer.Option("--format", help="Source format; detected if omitted.")] = None,
     spec: Annotated[str, typer.Option(help="Card spec, for the scale in mm.")] = "standard",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the refusals as JSON on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print totals and every refusal as JSON on stdout.")] = False,
 ) -> None:
     """Turn box labels of outer and graphic borders into tight quads found in the image; refused boxes stay boxes,
     each with its reason."""
@@ -233,9 +256,8 @@ def dataset_refine(
     from cardmetry.data.refine import refine_dataset
     from cardmetry.geometry.specs import card_spec
 
-    if to not in FORMATS:
-        raise _fail(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
-    dataset, problems, root = _read(path, fmt)
+    _check_output_format(to)
+    dataset, problems, root = _checked(path, fmt)
     _print_problems(problems)
     try:
         card = card_spec(spec)
@@ -257,6 +279,7 @@ def dataset_refine(
     else:
         _print_problems(refusals)
         out.print(f"refined {boxes - kept} of {boxes} boxes; wrote {len(refined.images)} images as {to} to {out_dir}")
+    _exit_for(problems)
 
 
 @dataset_app.command("stats")
@@ -295,6 +318,22 @@ def dataset_stats(
     else:
         table.add_row("border widths", "unknown (needs outer and graphic polygons; refine box labels first)")
     out.print(table)
+
+
+def _check_output_format(to: str) -> None:
+    from cardmetry.data.formats import FORMATS
+
+    if to not in FORMATS:
+        raise _fail(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
+
+
+def _exit_for(problems: list[Problem]) -> None:
+    """Commands that did their work on a dataset with errors still say so: exit status 1."""
+    from cardmetry.data.problems import has_errors
+
+    if has_errors(problems):
+        console.print("[red]the dataset has errors: see `cardmetry dataset check`[/red]")
+        raise typer.Exit(1)
 
 
 def _print_problems(problems: list[Problem]) -> None:

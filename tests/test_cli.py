@@ -89,3 +89,33 @@ def test_usage_errors_exit_2_with_a_message(cards: Path, tmp_path: Path, args: l
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_output_folders_that_would_lose_or_mix_data_are_refused(cards: Path, tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["synth", str(tmp_path / "full"), "--count", "1", "--dpi", "60"])
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    inside = runner.invoke(app, ["dataset", "convert", str(cards), str(cards / "converted"), "--to", "coco"])
+    assert inside.exit_code == 2 and "inside the source dataset" in inside.output
+    assert not (cards / "converted").exists()
+
+
+def test_convert_keeps_splits_and_reports_errors_by_exit_status(cards: Path, tmp_path: Path) -> None:
+    split = tmp_path / "split"
+    runner.invoke(app, ["dataset", "split", str(cards), str(split), "--ratios", "0.34", "0.33", "0.33"])
+    converted = runner.invoke(app, ["dataset", "convert", str(split), str(tmp_path / "coco"), "--to", "coco"])
+    assert converted.exit_code == 0, converted.output
+    assert sorted(p.name for p in (tmp_path / "coco" / "images").iterdir()) == ["test", "train", "val"]
+    # The same image twice: the conversion still writes everything, and exits 1 to say the data has errors.
+    images = sorted((split / "images").rglob("*.jpg"))
+    images[1].write_bytes(images[0].read_bytes())
+    duplicated = runner.invoke(app, ["dataset", "convert", str(split), str(tmp_path / "ls"), "--to", "labelstudio"])
+    assert duplicated.exit_code == 1 and "same image content" in duplicated.output
+    assert (tmp_path / "ls").is_dir()
+    # A class the format cannot hold: nothing is written, and the message says which image and class.
+    label = sorted((split / "labels").rglob("*.txt"))[0]
+    label.write_text(label.read_text() + "9 0.5 0.5 0.1 0.1\n")
+    unknown = runner.invoke(app, ["dataset", "convert", str(split), str(tmp_path / "ls2"), "--to", "labelstudio"])
+    assert unknown.exit_code == 2 and "class id 9" in unknown.output

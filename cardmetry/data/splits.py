@@ -7,6 +7,10 @@ only on the seed and the images themselves: never on file order, file names or t
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+
+from cardmetry.data.hashing import sha256_of
+from cardmetry.data.instances import Dataset
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -27,3 +31,16 @@ def split_indices(keys: list[str], ratios: tuple[float, ...], seed: int = 0) -> 
         out[name] = sorted(ranked[start : start + size])
         start += size
     return out
+
+
+def split_dataset(dataset: Dataset, root: Path, ratios: tuple[float, ...], seed: int = 0) -> dict[str, str]:
+    """Image path -> split name, ranking each image by its content hash (by its path when it cannot be read), so
+    the same images split the same way whatever their names."""
+    keys = []
+    for image in dataset.images:
+        try:
+            keys.append(sha256_of(root / image.path))
+        except OSError:
+            keys.append(image.path)
+    indices = split_indices(keys, ratios, seed)
+    return {dataset.images[i].path: name for name, members in indices.items() for i in members}

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 
 from cardmetry.data.instances import GRAPHIC, OUTER, Dataset, LabeledImage
-from cardmetry.geometry.lines import quad_from_polygon, upright_quad
+from cardmetry.geometry.lines import align_quad, quad_from_polygon, upright_quad
 from cardmetry.geometry.specs import STANDARD, CardSpec
 from cardmetry.geometry.stations import border_widths, centering, graphic_lines_in_card, side_means
 
@@ -48,7 +48,7 @@ def image_borders(image: LabeledImage, spec: CardSpec = STANDARD) -> dict[str, o
         return None
     try:
         outer_quad = upright_quad(quad_from_polygon(outer[0].polygon))
-        graphic_quad = upright_quad(quad_from_polygon(graphic[0].polygon))
+        graphic_quad = align_quad(quad_from_polygon(graphic[0].polygon), outer_quad)
     except ValueError:
         return None
     lines = graphic_lines_in_card(outer_quad, graphic_quad, spec)

@@ -9,17 +9,15 @@ hold the same card twice). Validation only reads: it never modifies, moves or de
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cardmetry.data.formats import dataset_root, read_dataset
+from cardmetry.data.hashing import sha256_of
 from cardmetry.data.images import DEFAULT_MAX_PIXELS, check_image
 from cardmetry.data.instances import Dataset
 from cardmetry.data.problems import Problem, has_errors
-
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass
@@ -46,14 +44,10 @@ class ValidationReport:
 
 
 def _sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as file:
-            while chunk := file.read(_HASH_CHUNK):
-                digest.update(chunk)
+        return sha256_of(path)
     except OSError:
         return None  # check_image has reported why the file cannot be read
-    return digest.hexdigest()
 
 
 def duplicate_image_problems(root: Path, image_paths: list[str]) -> list[Problem]:

@@ -153,3 +153,14 @@ def upright_quad(quad: np.ndarray) -> np.ndarray:
     if best is None:  # a square: any labelling is portrait enough
         return np.asarray(quad, float)
     return best
+
+
+def align_quad(quad: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Relabel an ordered quad's corners to match a reference quad's labelling (the graphic quad to its card's).
+
+    Labelling each quad upright on its own can turn them 180 degrees apart when the card lies near sideways;
+    the graphic frame's corners are always nearest the card's corresponding corners.
+    """
+    q = np.asarray(quad, float)
+    turns = [np.roll(q, -k, axis=0) for k in range(4)]
+    return min(turns, key=lambda t: float(np.linalg.norm(t - reference, axis=1).sum()))

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from cardmetry.geometry.homography import apply_homography, image_to_card, transform_line
-from cardmetry.geometry.lines import order_quad, quad_edges, quad_from_lines, upright_quad
+from cardmetry.geometry.lines import align_quad, order_quad, quad_edges, quad_from_lines, upright_quad
 from cardmetry.geometry.specs import EDGES, CardSpec, Edge
 from cardmetry.geometry.stations import border_widths, centering, frame_skew_deg
 from cardmetry.measure.edgefit import EdgeFit, fit_edge
@@ -39,7 +39,8 @@ def measure_borders(
     """Measure a card from coarse outer and graphic quads (OpenCV pixels, any corner order)."""
     start = time.perf_counter()
     height, width = image.shape[:2]
-    outer_coarse, graphic_coarse = upright_quad(order_quad(coarse_outer)), upright_quad(order_quad(coarse_graphic))
+    outer_coarse = upright_quad(order_quad(coarse_outer))
+    graphic_coarse = align_quad(order_quad(coarse_graphic), outer_coarse)
     if np.any(outer_coarse < 1) or np.any(outer_coarse[:, 0] > width - 2) or np.any(outer_coarse[:, 1] > height - 2):
         return Refusal(image_name, side, "the card is cut off by the edge of the image")
     px_per_mm = _scale(outer_coarse, spec)

@@ -3,35 +3,30 @@ arrives. Writes go to a temporary file first and are renamed into place, so a ha
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
 
+from cardmetry.data.hashing import sha256_of
+
 _CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path_for(self, sha256: str, suffix: str = "") -> Path:
+    def path_for(self, sha256: str) -> Path:
+        """Where the blob lives: named by its digest alone, so the same bytes as .jpg and .jpeg are one blob (image
+        readers tell the format from the content)."""
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise ValueError(f"not a sha256 digest: {sha256!r}")
-        return self.root / sha256[:2] / f"{sha256}{suffix.lower()}"
+        return self.root / sha256[:2] / sha256
 
     def put(self, source: Path) -> tuple[str, Path, bool]:
         """Store a file; returns its digest, its stored path and whether it was new."""
         sha = sha256_of(source)
-        target = self.path_for(sha, source.suffix)
+        target = self.path_for(sha)
         if target.exists():
             return sha, target, False
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -79,19 +79,19 @@ def import_dataset(
                 for inst in image.instances
             ],
         }
-    content = {"classes": list(dataset.classes), "images": sorted(entries.values(), key=lambda e: str(e["sha256"]))}
+    validation = {"trainable": not has_errors(problems), "problems": [p.as_json() for p in problems]}
+    # The report is part of the version: the same files read with other problems are another version, so a
+    # version's `trainable` never depends on which import came first.
+    content = {
+        "classes": list(dataset.classes),
+        "images": sorted(entries.values(), key=lambda e: str(e["sha256"])),
+        "validation": validation,
+    }
     version = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
     manifest = home.datasets / name / version / "manifest.json"
     if not manifest.exists():
-        document = {
-            "schema": MANIFEST_SCHEMA,
-            "name": name,
-            "version": version,
-            "source_format": dataset.format,
-            **content,
-            "validation": {"trainable": not has_errors(problems), "problems": [p.as_json() for p in problems]},
-        }
-        _write_atomically(manifest, json.dumps(document, indent=1))
+        document = {"schema": MANIFEST_SCHEMA, "name": name, "version": version, "source_format": dataset.format}
+        _write_atomically(manifest, json.dumps({**document, **content}, indent=1))
     return ImportResult(name, version, manifest, len(entries), new_blobs, duplicates, not has_errors(problems))
 
 

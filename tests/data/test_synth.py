@@ -78,7 +78,9 @@ def located_quad(
             span=(ends[0] + trim * length, ends[1] - trim * length),
             window=window,
         )
-        worst = max(worst, abs(float(np.mean(signed_distance(line, points)))))
+        offsets = signed_distance(line, points)
+        # The mean offset shows a shift; the spread of single rows would show a tilt or a wobble along the edge.
+        worst = max(worst, abs(float(np.mean(offsets))), float(np.std(offsets)) / 4)
         lines[name] = fit_line(points)
     return quad_from_lines(lines["top"], lines["right"], lines["bottom"], lines["left"]), worst
 

@@ -34,3 +34,11 @@ def test_same_content_is_stored_once(tmp_path: Path) -> None:
 def test_path_for_rejects_what_is_not_a_digest(tmp_path: Path, digest: str) -> None:
     with pytest.raises(ValueError, match="not a sha256 digest"):
         BlobStore(tmp_path).path_for(digest)
+
+
+def test_the_same_bytes_under_another_suffix_are_one_blob(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"same")
+    (tmp_path / "a.jpeg").write_bytes(b"same")
+    store = BlobStore(tmp_path / "blobs")
+    assert store.put(tmp_path / "a.jpg")[2] is True
+    assert store.put(tmp_path / "a.jpeg")[2] is False

@@ -88,3 +88,15 @@ def test_load_version_checks_its_arguments(tmp_path: Path) -> None:
         load_version(home, "missing")
     with pytest.raises(ValueError, match="invalid dataset version"):
         load_version(home, "cards", "../../x")
+
+
+def test_the_validation_report_is_part_of_the_version(tmp_path: Path) -> None:
+    # The same files imported once with an error and once without are two versions, each with its own verdict.
+    home = Home(tmp_path / "home")
+    dataset = small_dataset(tmp_path / "src")
+    problem = Problem("images/b.png", "truncated image")
+    broken = import_dataset(home, "cards", dataset, tmp_path / "src", [problem])
+    clean = import_dataset(home, "cards", dataset, tmp_path / "src", [])
+    assert broken.version != clean.version
+    assert json.loads(clean.manifest.read_text())["validation"]["trainable"] is True
+    assert json.loads(broken.manifest.read_text())["validation"]["trainable"] is False

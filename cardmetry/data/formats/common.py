@@ -255,9 +255,9 @@ def check_writable(dataset: Dataset, splits: Mapping[str, str] | None) -> None:
 
 
 def prepare_output(out_dir: Path, source_root: Path) -> None:
-    """Create `out_dir`, refusing a folder that holds anything, or the source folder itself."""
-    if out_dir.resolve() == source_root.resolve():
-        raise ValueError(f"{out_dir}: the output folder is the source folder")
+    """Create `out_dir`, refusing a folder that holds anything, or one inside the source (it would join it)."""
+    if out_dir.resolve().is_relative_to(source_root.resolve()):
+        raise ValueError(f"{out_dir}: the output folder is inside the source dataset {source_root}")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir}: the output folder is not empty")
     out_dir.mkdir(parents=True, exist_ok=True)

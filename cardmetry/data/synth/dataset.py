@@ -78,7 +78,12 @@ def _render_one(args: tuple[Path, int, SynthOptions]) -> LabeledImage:
 
 
 def iter_synth(out: Path, options: SynthOptions, workers: int = 1) -> Iterator[LabeledImage]:
-    """Render the cards (in `workers` processes), yielding each card's labels in index order as it is done."""
+    """Render the cards (in `workers` processes), yielding each card's labels in index order as it is done.
+
+    The output folder must be new or empty: cards from two runs in one folder would mix silently.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out}: the output folder is not empty (or is a file)")
     for folder in ("images", "labels", "truth"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     jobs = [(out, i, options) for i in range(options.count)]
