@@ -342,6 +342,44 @@ def _print_problems(problems: list[Problem]) -> None:
 
 
 @app.command()
+def measure(
+    image: Annotated[Path, typer.Argument(help="A card image (scan or photo).")],
+    side: Annotated[str, typer.Option(help="front or back.")] = "front",
+    spec: Annotated[str, typer.Option(help="Card spec: standard or small.")] = "standard",
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the CONTRACT.md document on stdout.")] = False,
+) -> None:
+    """Measure a card's centering at the 24 stations (work in progress: classical borders only, no overlay,
+    report or grades yet). Exit 0 for a measurement, 1 for a refusal (with its reason)."""
+    from cardmetry.geometry.specs import card_spec
+    from cardmetry.measure.pipeline import measure_file
+
+    if side not in ("front", "back"):
+        raise _fail(f"--side must be front or back, not {side!r}")
+    try:
+        card = card_spec(spec)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if not image.is_file():
+        raise _fail(f"{image}: no such file")
+    result = measure_file(image, card, side)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=1))
+    elif result.status == "ok":
+        document = result.as_json()
+        lr, tb = document["centering"]["left_right"], document["centering"]["top_bottom"]
+        out.print(f"{image.name}: left/right {lr[0]:.1f}/{lr[1]:.1f}, top/bottom {tb[0]:.1f}/{tb[1]:.1f}")
+        table = Table("station", "border mm", "+/- mm")
+        for point in document["points"]:
+            table.add_row(point["id"], f"{point['border_mm']:.3f}", f"{point['uncertainty_mm']:.3f}")
+        out.print(table)
+        for flag in document["quality"]["flags"]:
+            console.print(f"[yellow]flag: {flag}[/yellow]")
+    if result.status != "ok":
+        console.print(f"[red]refused:[/red] {result.reason}")
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     home: Annotated[Path | None, typer.Option(help=HOME_HELP)] = None,
     count: Annotated[int, typer.Option(min=1, max=50, help="Cards to render.")] = 4,

@@ -23,6 +23,7 @@ from cardmetry.measure.result import Measurement, PointResult, Refusal
 _CORNERS: dict[Edge, tuple[int, int]] = {"top": (0, 1), "right": (1, 2), "bottom": (2, 3), "left": (3, 0)}
 OUTER_CORNER_CLEARANCE_MM = 4.0  # the card's 3 mm corner radius, and a millimetre for wear
 GRAPHIC_CORNER_CLEARANCE_MM = 1.5  # printed frames round their corners less, if at all
+MAX_FRAME_SHEAR_DEG = 0.3  # a printed frame is a rigid rectangle: its edges turn together, within this
 MIN_PX_PER_MM = 8.0  # below about 200 dpi a pixel is wider than the precision a grader needs
 WEAK_EDGE_LEVELS = 20.0  # a step smaller than this (of 255) is measured but flagged
 
@@ -74,6 +75,10 @@ def measure_borders(
     graphic_quad = _quad(fits["graphic"])
     to_card = image_to_card(outer_quad, spec)
     lines_mm = {edge: transform_line(to_card, fits["graphic"][edge].line) for edge in EDGES}
+    skew = frame_skew_deg(lines_mm)
+    rigid = _rigid_frame_problem(skew)
+    if rigid:
+        return Refusal(image_name, side, rigid, flags)
     widths = border_widths(lines_mm, spec)
     if any(not 0 < w.border_mm < 0.4 * spec.width_mm for w in widths):
         return Refusal(image_name, side, "the graphic border found does not lie inside the card's border", flags)
@@ -102,7 +107,7 @@ def measure_borders(
         px_per_mm=px_per_mm,
         points=points,
         centering=centering(widths),
-        skew_deg=frame_skew_deg(lines_mm),
+        skew_deg=skew,
         flags=flags,
         outer_fit_rms_px=_rms(fits["outer"]),
         graphic_fit_rms_px=_rms(fits["graphic"]),
@@ -133,6 +138,20 @@ def _station_points(edge: Edge, position: float, border: float, spec: CardSpec) 
         "top": (np.array([position, border]), np.array([position, 0.0])),
         "bottom": (np.array([position, h - border]), np.array([position, h])),
     }[edge]
+
+
+def _rigid_frame_problem(skew: dict[str, float]) -> str | None:
+    """A printed frame is rotated as a whole; an edge that leans against the other three was not the frame's (a name
+    plate, a logo or art lying across it), and its border widths would be wrong."""
+    edges = {edge: skew[edge] for edge in EDGES}
+    median = float(np.median(list(edges.values())))
+    worst = max(edges, key=lambda edge: abs(edges[edge] - median))
+    if abs(edges[worst] - median) > MAX_FRAME_SHEAR_DEG:
+        return (
+            f"the graphic {worst} edge leans {edges[worst] - median:+.2f} deg against the rest of the frame: "
+            "probably not the frame's edge (something printed across it?)"
+        )
+    return None
 
 
 def _aspect_flag(quad: np.ndarray, spec: CardSpec) -> str | None:
