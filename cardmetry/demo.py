@@ -21,6 +21,8 @@ from cardmetry.data.stats import dataset_stats
 from cardmetry.data.synth.dataset import SynthOptions, write_synth
 from cardmetry.data.validation import validate
 from cardmetry.geometry.lines import order_quad
+from cardmetry.geometry.specs import STANDARD
+from cardmetry.measure.pipeline import measure_file
 from cardmetry.store.datasets import import_dataset
 from cardmetry.store.home import Home
 
@@ -60,8 +62,9 @@ def run_demo(home: Home, count: int, out: Console, progress: Callable[[], Progre
 
     out.rule(f"5. refine box labels {LOOSE_MM} mm too loose back onto the edges")
     out.print(refinement_table(cards))
-    out.rule("next")
-    out.print("The measurement (`cardmetry measure`) comes with the next issue; see README.md.")
+
+    out.rule("6. measure a card without a model, against its exact truth")
+    out.print(measurement_table(cards))
 
 
 def refinement_table(cards: Path) -> Table:
@@ -84,6 +87,23 @@ def refinement_table(cards: Path) -> Table:
                               f"{corner_error(attempt.quad, quad):.3f}")
             else:
                 table.add_row(truth_file.stem, role, box_iou, "refused", attempt.reason)
+    return table
+
+
+def measurement_table(cards: Path) -> Table:
+    """`cardmetry measure` on each rendered card: its centering, and its 24 widths against the truth."""
+    table = Table("card", "left/right", "top/bottom", "mean |error| mm", "worst |error| mm", "result")
+    for truth_file in sorted((cards / "truth").glob("*.json")):
+        truth = json.loads(truth_file.read_text())
+        result = measure_file(cards / "images" / truth["image"], STANDARD)
+        if result.status != "ok":
+            table.add_row(truth_file.stem, "", "", "", "", f"refused: {result.reason}")
+            continue
+        expected = {p["id"]: p["border_mm"] for p in truth["points"]}
+        errors = np.abs([p.border_mm - expected[p.id] for p in result.points])
+        lr, tb = result.centering["left_right"], result.centering["top_bottom"]
+        table.add_row(truth_file.stem, f"{lr[0]:.2f}/{lr[1]:.2f}", f"{tb[0]:.2f}/{tb[1]:.2f}",
+                      f"{errors.mean():.4f}", f"{errors.max():.4f}", "measured")
     return table
 
 
