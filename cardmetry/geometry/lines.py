@@ -10,6 +10,9 @@ import numpy as np
 
 Line = np.ndarray  # shape (3,)
 
+# The corners (indices into an ordered quad) at the ends of each side.
+QUAD_SIDES: dict[str, tuple[int, int]] = {"top": (0, 1), "right": (1, 2), "bottom": (2, 3), "left": (3, 0)}
+
 
 def line_through(p: np.ndarray, q: np.ndarray) -> Line:
     """The line through two distinct points."""
@@ -51,13 +54,8 @@ def quad_from_lines(top: Line, right: Line, bottom: Line, left: Line) -> np.ndar
 
 def quad_edges(quad: np.ndarray) -> dict[str, Line]:
     """The four edge lines of an ordered quad."""
-    tl, tr, br, bl = np.asarray(quad, float)
-    return {
-        "top": line_through(tl, tr),
-        "right": line_through(tr, br),
-        "bottom": line_through(br, bl),
-        "left": line_through(bl, tl),
-    }
+    q = np.asarray(quad, float)
+    return {side: line_through(q[i], q[j]) for side, (i, j) in QUAD_SIDES.items()}
 
 
 def order_quad(points: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from cardmetry.geometry.edges import colour_distance, fit_line_robust, locate_edges, sample_profiles
-from cardmetry.geometry.lines import order_quad, quad_edges, quad_from_lines, upright_quad
+from cardmetry.geometry.lines import QUAD_SIDES, order_quad, quad_edges, quad_from_lines, upright_quad
 from cardmetry.geometry.specs import CardSpec
 
 _WORK_SIDE = 800  # the outer search runs on a copy this large: the card's outline needs no more
@@ -92,7 +92,7 @@ def detect_graphic(image: np.ndarray, outer_quad: np.ndarray, spec: CardSpec) ->
     centre = outer_quad.mean(axis=0)
     lines = {}
     for name, line in quad_edges(outer_quad).items():
-        corners = {"top": (0, 1), "right": (1, 2), "bottom": (2, 3), "left": (3, 0)}[name]
+        corners = QUAD_SIDES[name]
         p0, p1 = outer_quad[corners[0]], outer_quad[corners[1]]
         inward = np.array(line[:2]) * (1 if line[:2] @ centre + line[2] > 0 else -1)
         profiles = sample_profiles(

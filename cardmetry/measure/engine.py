@@ -14,13 +14,12 @@ import time
 import numpy as np
 
 from cardmetry.geometry.homography import apply_homography, image_to_card, transform_line
-from cardmetry.geometry.lines import align_quad, order_quad, quad_edges, quad_from_lines, upright_quad
+from cardmetry.geometry.lines import QUAD_SIDES, align_quad, order_quad, quad_edges, quad_from_lines, upright_quad
 from cardmetry.geometry.specs import EDGES, CardSpec, Edge
 from cardmetry.geometry.stations import border_widths, centering, frame_skew_deg
 from cardmetry.measure.edgefit import EdgeFit, fit_edge
 from cardmetry.measure.result import Measurement, PointResult, Refusal
 
-_CORNERS: dict[Edge, tuple[int, int]] = {"top": (0, 1), "right": (1, 2), "bottom": (2, 3), "left": (3, 0)}
 OUTER_CORNER_CLEARANCE_MM = 4.0  # the card's 3 mm corner radius, and a millimetre for wear
 GRAPHIC_CORNER_CLEARANCE_MM = 1.5  # printed frames round their corners less, if at all
 MAX_FRAME_SHEAR_DEG = 0.3  # a printed frame is a rigid rectangle: its edges turn together, within this
@@ -58,7 +57,7 @@ def measure_borders(
     ):
         fits[role] = {}
         for edge, line in quad_edges(quad).items():
-            p0, p1 = quad[_CORNERS[edge][0]], quad[_CORNERS[edge][1]]
+            p0, p1 = quad[QUAD_SIDES[edge][0]], quad[QUAD_SIDES[edge][1]]
             step = (p1 - p0) / np.linalg.norm(p1 - p0) * clearance * px_per_mm
             result = fit_edge(
                 image, line, p0 + step, p1 - step, inside=quad.mean(axis=0), min_inlier_share=min_share[role]

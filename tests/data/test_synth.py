@@ -17,7 +17,7 @@ from cardmetry.data.instances import label_to_cv
 from cardmetry.data.synth import render, sample_scene
 from cardmetry.data.synth.dataset import SynthOptions, iter_synth, render_card_files
 from cardmetry.data.synth.scene import MAX_BORDER_MM, MIN_BORDER_MM
-from cardmetry.geometry.lines import fit_line, quad_edges, quad_from_lines, signed_distance
+from cardmetry.geometry.lines import QUAD_SIDES, fit_line, quad_edges, quad_from_lines, signed_distance
 from cardmetry.geometry.specs import STANDARD, card_spec
 from cardmetry.geometry.stations import side_means
 from tests.data.synth_helpers import BACKGROUND, BORDER, RULE, clean_scene
@@ -66,7 +66,7 @@ def located_quad(
     lines, worst = {}, 0.0
     for name, line in edges.items():
         vertical = name in ("left", "right")
-        p, q = {"top": (0, 1), "right": (1, 2), "bottom": (2, 3), "left": (3, 0)}[name]
+        p, q = QUAD_SIDES[name]
         ends = sorted((quad[p][1 if vertical else 0], quad[q][1 if vertical else 0]))
         length = ends[1] - ends[0]
         points = integrate_edge(
@@ -126,7 +126,7 @@ def test_graphic_edges_sit_where_the_truth_says(rotation: float, skew: float) ->
     worst = 0.0
     for name, line in edges.items():
         vertical = name in ("left", "right")
-        p, q = {"top": (0, 1), "right": (1, 2), "bottom": (2, 3), "left": (3, 0)}[name]
+        p, q = QUAD_SIDES[name]
         ends = sorted((quad[p][1 if vertical else 0], quad[q][1 if vertical else 0]))
         length = ends[1] - ends[0]
         # 5 px into the border, 3 px into the 5.9 px rule: the window never reaches the art.

@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 
 from cardmetry.data.synth import render, sample_scene
-from cardmetry.geometry.lines import quad_edges, signed_distance
+from cardmetry.geometry.lines import QUAD_SIDES, quad_edges, signed_distance
 from cardmetry.measure.edgefit import EdgeFit, fit_edge
-
-SIDES = {"top": (0, 1), "right": (1, 2), "bottom": (2, 3), "left": (3, 0)}
 
 
 def fit_quad_edges(image: np.ndarray, quad: np.ndarray, px_per_mm: float, offset_px: float) -> dict[str, EdgeFit | str]:
     """Fit each edge of a true quad from a coarse line `offset_px` away, 5 mm clear of the corners."""
     out = {}
     for name, line in quad_edges(quad).items():
-        p0, p1 = quad[SIDES[name][0]], quad[SIDES[name][1]]
+        p0, p1 = quad[QUAD_SIDES[name][0]], quad[QUAD_SIDES[name][1]]
         step = (p1 - p0) / np.linalg.norm(p1 - p0) * 5 * px_per_mm
         out[name] = fit_edge(image, line + np.array([0, 0, offset_px]), p0 + step, p1 - step)
     return out
@@ -32,7 +30,7 @@ def test_outer_edges_of_600_dpi_scans(seed: int) -> None:
     quad = rendered.truth.outer_quad_px
     for name, fit in fit_quad_edges(rendered.image, quad, rendered.truth.px_per_mm, 1.7).items():
         assert isinstance(fit, EdgeFit), f"{name}: {fit}"
-        middle = quad[list(SIDES[name])].mean(axis=0)
+        middle = quad[list(QUAD_SIDES[name])].mean(axis=0)
         error = abs(float(signed_distance(fit.line, middle[None])[0]))
         assert error < 0.05, f"{name}: {error:.3f} px"
         assert error < 4 * fit.sigma_px(middle) + 0.01, (
