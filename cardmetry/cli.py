@@ -350,8 +350,10 @@ def measure(
 ) -> None:
     """Measure a card's centering at the 24 stations (work in progress: classical borders only, no overlay,
     report or grades yet). Exit 0 for a measurement, 1 for a refusal (with its reason)."""
+    from cardmetry.data.images import ImageError, load_image
     from cardmetry.geometry.specs import card_spec
-    from cardmetry.measure.pipeline import measure_file
+    from cardmetry.measure.pipeline import measure_image
+    from cardmetry.measure.result import Refusal
 
     if side not in ("front", "back"):
         raise _fail(f"--side must be front or back, not {side!r}")
@@ -361,7 +363,10 @@ def measure(
         raise _fail(str(exc)) from None
     if not image.is_file():
         raise _fail(f"{image}: no such file")
-    result = measure_file(image, card, side)
+    try:
+        result = measure_image(load_image(image), card, side=side, name=image.name)
+    except ImageError as error:
+        result = Refusal(image.name, side, str(error))
     if as_json:
         typer.echo(json.dumps(result.as_json(), indent=1))
     elif result.status == "ok":

@@ -22,7 +22,7 @@ from cardmetry.data.synth.dataset import SynthOptions, write_synth
 from cardmetry.data.validation import validate
 from cardmetry.geometry.lines import order_quad
 from cardmetry.geometry.specs import STANDARD
-from cardmetry.measure.pipeline import measure_file
+from cardmetry.measure.pipeline import measure_image
 from cardmetry.store.datasets import import_dataset
 from cardmetry.store.home import Home
 
@@ -95,7 +95,7 @@ def measurement_table(cards: Path) -> Table:
     table = Table("card", "left/right", "top/bottom", "mean |error| mm", "worst |error| mm", "result")
     for truth_file in sorted((cards / "truth").glob("*.json")):
         truth = json.loads(truth_file.read_text())
-        result = measure_file(cards / "images" / truth["image"], STANDARD)
+        result = measure_image(load_image(cards / "images" / truth["image"]), STANDARD, name=truth["image"])
         if result.status != "ok":
             table.add_row(truth_file.stem, "", "", "", "", f"refused: {result.reason}")
             continue
