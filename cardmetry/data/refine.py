@@ -8,7 +8,11 @@ each, a robust straight line through the edge points; the four lines are then in
   the two sides of a card's bright cut edge are alike and the outer one is the card's outline);
 - graphic: the reference is the card's border colour, taken at the outer end of each profile (between the
   refined card edge and the box side); the edge is the first place going inward where the colour leaves it
-  (art that crosses the frame gives points off the line, which the robust fit rejects).
+  (art that crosses the frame gives points off the line, which the robust fit rejects). A graphic side may
+  hold a second straight edge along part of it: a name plate printed across the frame, whose edge lies in the
+  border, or a band of the frame found where the band outside it is too faint. The fit then lies on one of
+  the two, never between them, and the side is refused unless one of them runs on past the other at both
+  ends (the frame around a plate), since a plate may cover more of a side than the frame shows.
 
 A coarse pass searches from a few tenths of a millimetre outside to 1.5 mm inside the box side; two fine passes
 resample square to the line found so far in a narrow window, so an edge tilted out of the coarse window along
@@ -32,7 +36,15 @@ import numpy as np
 from cardmetry.data.images import ImageError, load_image
 from cardmetry.data.instances import GRAPHIC, OUTER, Dataset, Instance, LabeledImage, cv_to_label, label_to_cv
 from cardmetry.data.problems import Problem
-from cardmetry.geometry.edges import EdgeHits, Profiles, colour_distance, fit_line_robust, locate_edges, sample_profiles
+from cardmetry.geometry.edges import (
+    EdgeHits,
+    LineFit,
+    Profiles,
+    colour_distance,
+    fit_line_robust,
+    locate_edges,
+    sample_profiles,
+)
 from cardmetry.geometry.lines import Line, line_angle_deg, line_through, quad_from_lines, signed_distance
 from cardmetry.geometry.specs import STANDARD, CardSpec
 
@@ -94,6 +106,14 @@ class RefineOptions:
     # A box is about as loose across as down; beyond this the sides disagree and one found another edge.
     max_looseness_mismatch_mm: float = 0.6
     max_corner_outside_mm: float = 1.0  # how far a refined corner may lie outside its box
+    # A second straight edge along part of a graphic side (a name plate's, another frame band's) competes with the
+    # fitted one when (see _parallel_rival and _frame_line_of_two):
+    min_rival_share: float = 0.15  # it holds this share of the side's profiles,
+    max_rival_angle_deg: float = 1.5  # runs within this angle of the fitted edge,
+    min_rival_gap_px: float = 1.0  # lies at least this far from it,
+    max_rival_mix: float = 0.1  # along a stretch where at most this share of the profiles find the other edge,
+    min_rival_continuity: float = 0.8  # and, inside the fitted edge, is reached in this share of its stretch.
+    rival_overhang_mm: float = 1.0  # the frame's edge runs on past a plate's by at least this at both ends
 
     def limits(self, role: Role) -> RoleLimits:
         return self.outer if role == "outer" else self.graphic
@@ -353,7 +373,10 @@ def _refine_side(image: np.ndarray, side: _Side, opts: RefineOptions) -> SideFit
     coverage = float(np.mean(coarse.hits.found)) if len(coarse.hits.offsets) else 0.0
     if coverage < opts.min_coarse_coverage or np.count_nonzero(coarse.hits.found) < 2:
         return _refused(side.name, f"edge found in only {coverage:.0%} of profiles (low contrast)", coverage)
-    line = _inside_positive(fit_line_robust(coarse.points, inlier_threshold_px=1.5).line, side.line)
+    coarse_fit = _fit_edge(coarse, 1.5, side, opts)
+    if isinstance(coarse_fit, str):
+        return _refused(side.name, coarse_fit, coverage)
+    line = _inside_positive(coarse_fit.line, side.line)
 
     # Fine passes: profiles square to the current line, in a narrow window around it, between the same ends.
     # A tilted edge may leave the coarse window along much of the side; the first fine pass follows the line
@@ -369,8 +392,10 @@ def _refine_side(image: np.ndarray, side: _Side, opts: RefineOptions) -> SideFit
         coverage = float(np.mean(fine.hits.found)) if sampled else 0.0
         if np.count_nonzero(fine.hits.found) < 2:
             return _refused(side.name, f"edge found in only {coverage:.0%} of profiles (low contrast)", coverage)
-        fit = fit_line_robust(fine.points, inlier_threshold_px=1.0)
-        line = _inside_positive(fit.line, side.line)
+        fine_fit = _fit_edge(fine, 1.0, side, opts)
+        if isinstance(fine_fit, str):
+            return _refused(side.name, fine_fit, coverage)
+        fit, line = fine_fit, _inside_positive(fine_fit.line, side.line)
     if coverage < opts.min_coverage:
         return _refused(side.name, f"edge found in only {coverage:.0%} of profiles (low contrast)", coverage)
     shift = float(np.mean(signed_distance(side.line, np.array([_project(line, side.p0), _project(line, side.p1)]))))
@@ -378,6 +403,96 @@ def _refine_side(image: np.ndarray, side: _Side, opts: RefineOptions) -> SideFit
     figures = SideFit(side.name, line, fit.rms_px, fit.count / sampled, coverage, shift, within)
     reason = _side_problem(figures, side, opts)
     return figures if reason is None else replace(figures, line=None, reason=reason)
+
+
+def _fit_edge(edges: _SideEdges, threshold_px: float, side: _Side, opts: RefineOptions) -> LineFit | str:
+    """The straight line through a side's edge points, or why it is not clear which straight edge is the side's."""
+    if side.role == "outer":
+        # A card's edge is one physical edge: where its points split between the two sides of its bright cut
+        # edge, a line between them is the steady answer (seeds scored by closeness tilted some real scans'
+        # card edges onto one side at one end and the other at the other, 2 to 3 px apart).
+        return fit_line_robust(edges.points, inlier_threshold_px=threshold_px)
+    # A frame's side may hold a second straight edge along part of it: the fit must lie on one of the two.
+    first = fit_line_robust(edges.points, inlier_threshold_px=threshold_px, seed_score="closeness")
+    rival = _parallel_rival(edges.points, first, threshold_px, side, opts)
+    if rival is None:
+        return first
+    chosen = _frame_line_of_two(first, rival, side, opts)
+    if chosen is not None:
+        return chosen
+    gap = abs(_inward_gap(first, rival, side))
+    return f"two straight edges {gap:.1f} px apart along different stretches: a name plate or a second frame line?"
+
+
+def _frame_line_of_two(first: LineFit, rival: LineFit, side: _Side, opts: RefineOptions) -> LineFit | None:
+    """Which of two parallel straight edges along different stretches of a side is the frame's; None if unclear.
+
+    A name plate printed across the frame's edge hides it along a stretch, where the plate's own edge lies in
+    the border instead; the frame's edge runs on past the plate at both ends. A frame drawn in bands whose
+    outer band edge is too faint along the middle of the side shows its next band edge there; the outer one
+    runs on past it. Which edge is found along more of the side does not tell: a plate may cover more of it
+    than the frame shows. A plate at one end of the side, or band edges each found towards one end, leave
+    the choice open.
+    """
+    overhang = max(2, round(opts.rival_overhang_mm * side.px_per_mm / opts.spacing_px))
+    first_past, rival_past = _runs_past(first, rival, overhang), _runs_past(rival, first, overhang)
+    if first_past == rival_past:
+        return None
+    return first if first_past else rival
+
+
+def _parallel_rival(
+    points: np.ndarray, fit: LineFit, threshold_px: float, side: _Side, opts: RefineOptions
+) -> LineFit | None:
+    """A second straight edge among the points off the fitted one: nearly parallel to it, clear of it, and along
+    a stretch of its own.
+
+    Not a rival: points that alternate with the fitted edge's along the same stretch (a dotted line along the
+    frame: one ragged edge), nor, inside the fitted edge, points along a line that only some profiles of its
+    stretch reach (the bottoms of a line of letters, where the frame is not drawn).
+    """
+    rest = np.where(fit.inliers[:, None], np.nan, points)
+    needed = max(2.0, opts.min_rival_share * len(points))
+    if np.count_nonzero(~np.isnan(rest[:, 0])) < needed:
+        return None
+    rival = fit_line_robust(rest, inlier_threshold_px=threshold_px, seed_score="closeness")
+    if rival.count < needed or rival.rms_px > opts.limits(side.role).max_rms_px:
+        return None
+    gap = _inward_gap(fit, rival, side)
+    if _angle_deg(rival.line, fit.line) > opts.max_rival_angle_deg or abs(gap) < opts.min_rival_gap_px:
+        return None
+    if not (_alone_in_stretch(fit, rival, opts) or _alone_in_stretch(rival, fit, opts)):
+        return None
+    start, stop = _stretch(rival)
+    along = slice(int(start), int(stop) + 1)
+    reached = float(np.mean(rival.inliers[along] | fit.inliers[along]))
+    return None if gap > 0 and reached < opts.min_rival_continuity else rival
+
+
+def _alone_in_stretch(fit: LineFit, other: LineFit, opts: RefineOptions) -> bool:
+    """Whether the other edge is (nearly) absent along the stretch `fit` covers."""
+    start, stop = _stretch(fit)
+    where = np.flatnonzero(other.inliers)
+    return np.count_nonzero((where >= start) & (where <= stop)) <= opts.max_rival_mix * (stop - start + 1)
+
+
+def _inward_gap(fit: LineFit, other: LineFit, side: _Side) -> float:
+    """How far the other edge's points lie inside the fitted line (px, negative: outside it)."""
+    inward = 1.0 if fit.line[:2] @ side.line[:2] > 0 else -1.0
+    return inward * float(np.median(fit.residuals[other.inliers]))
+
+
+def _stretch(fit: LineFit) -> tuple[float, float]:
+    """The profiles (in order along the side) an edge covers, ignoring a few stray points at either end."""
+    start, stop = np.percentile(np.flatnonzero(fit.inliers), [2, 98])
+    return float(start), float(stop)
+
+
+def _runs_past(fit: LineFit, other: LineFit, overhang: int) -> bool:
+    """Whether `fit` holds at least `overhang` profiles before the stretch `other` covers and as many after it."""
+    start, stop = _stretch(other)
+    own = np.flatnonzero(fit.inliers)
+    return bool(np.count_nonzero(own < start) >= overhang and np.count_nonzero(own > stop) >= overhang)
 
 
 def _side_problem(fit: SideFit, side: _Side, opts: RefineOptions) -> str | None:

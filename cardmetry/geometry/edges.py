@@ -21,6 +21,7 @@ from cardmetry.geometry.lines import Line
 
 Polarity = Literal[-1, 0, 1]
 Selection = Literal["strongest", "first"]
+SeedScore = Literal["support", "closeness"]
 
 _MAD_TO_SIGMA = 1.4826  # robust standard deviation of Gaussian noise from the median absolute deviation
 _TUKEY_C = 4.685  # Tukey biweight cut-off in robust sigmas (95 % efficiency on Gaussian residuals)
@@ -302,13 +303,22 @@ def fit_line_robust(
     iterations: int = 20,
     min_cutoff_px: float = 0.25,
     seed: int = 0,
+    seed_score: SeedScore = "support",
 ) -> LineFit:
     """A straight line through edge points that ignores the ones off it (art, a sleeve edge, dust).
 
-    A RANSAC seed (the pair of points whose line has most points within `inlier_threshold_px`) is refined by
-    iteratively reweighted orthogonal least squares with Tukey biweights; the cut-off is 4.685 robust sigmas of
-    the residuals but never below `min_cutoff_px`, so noise-free points are not trimmed to nothing. Inliers are
-    the points with non-zero final weight. NaN points are ignored.
+    A RANSAC seed, the line through a pair of the points, is refined by iteratively reweighted orthogonal least
+    squares with Tukey biweights; the cut-off is 4.685 robust sigmas of the residuals but never below
+    `min_cutoff_px`, so noise-free points are not trimmed to nothing. Inliers are the points with non-zero final
+    weight. NaN points are ignored.
+
+    `seed_score` picks the seed. "support": the line with most points within `inlier_threshold_px`; where the
+    points of one edge split between two close lines (the two sides of a card's bright cut edge) its line runs
+    between them. "closeness": the line whose points lie nearest it, each point within the threshold counting
+    1 - (distance / threshold)^2 (MSAC). Where two parallel edges each hold part of the points along their own
+    stretch (a name plate's edge beside a frame's), a slightly tilted line crossing both can have more points
+    within the threshold than either edge, and the refinement from it then settles on a compromise through
+    both; scored by closeness, the seed lies on one of the edges.
     """
     pts = np.asarray(points, float).reshape(-1, 2)
     valid = ~np.isnan(pts).any(axis=1)
@@ -316,7 +326,7 @@ def fit_line_robust(
     if len(usable) < 2:
         raise ValueError(f"a line fit needs at least two points, got {len(usable)}")
 
-    line = _ransac_seed(usable, inlier_threshold_px, ransac_trials, np.random.default_rng(seed))
+    line = _ransac_seed(usable, inlier_threshold_px, ransac_trials, np.random.default_rng(seed), seed_score)
     cutoff = inlier_threshold_px
     for _ in range(iterations):
         residuals = usable @ line[:2] + line[2]
@@ -340,8 +350,9 @@ def fit_line_robust(
     return LineFit(line=line, inliers=inliers, residuals=residuals_all, rms_px=rms, count=int(inliers.sum()))
 
 
-def _ransac_seed(points: np.ndarray, threshold: float, trials: int, rng: np.random.Generator) -> Line:
-    """The line through the pair of points that has the most points within `threshold` (ties: smallest spread)."""
+def _ransac_seed(points: np.ndarray, threshold: float, trials: int, rng: np.random.Generator, score: SeedScore) -> Line:
+    """The line through a pair of the points with the best score (see `fit_line_robust`); support ties go to the
+    line whose supporting points lie nearest it."""
     first = rng.integers(0, len(points), trials)
     second = rng.integers(0, len(points), trials)
     distinct = np.any(points[first] != points[second], axis=1)
@@ -352,6 +363,8 @@ def _ransac_seed(points: np.ndarray, threshold: float, trials: int, rng: np.rand
     norm = np.hypot(a, b)
     lines = np.stack([a, b, p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]], axis=1) / norm[:, None]
     distances = np.abs(points @ lines[:, :2].T + lines[:, 2])  # (points, trials)
+    if score == "closeness":
+        return lines[int(np.argmax(np.clip(1 - (distances / threshold) ** 2, 0, None).sum(axis=0)))]
     within = distances < threshold
     support = within.sum(axis=0)
     spread = np.where(within, distances, 0).sum(axis=0)

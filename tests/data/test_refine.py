@@ -29,6 +29,7 @@ BACKGROUND = np.array([30.0, 30.0, 36.0])  # a dark scanner lid
 BORDER = np.array([232.0, 230.0, 222.0])  # a white card border
 FRAME = np.array([40.0, 90.0, 160.0])  # the printed art window
 BLOB = np.array([250.0, 200.0, 40.0])  # art that crosses the frame into the border
+PLATE = np.array([200.0, 40.0, 60.0])  # a name plate printed across the frame's top edge
 SLEEVE_STEP = 25.0  # a sleeve edge: a faint brightening of the lid around the card
 
 
@@ -54,6 +55,7 @@ def draw_card(
     sleeve_mm: float | None = None,
     blob: bool = False,
     nameplate: bool = False,
+    plate_span: tuple[float, float] | None = None,
     frame_bottom_tilt_deg: float = 0.0,
     noise: float = 0.0,
     blur_px: float = 0.6,
@@ -89,6 +91,11 @@ def draw_card(
         plate_lo = np.array([0.3 * size[0], window_hi[1] - 1])
         plate = _coverage(_rounded_box_distance(card_xy, plate_lo, [0.55 * size[0], size[1] - 0.8 * px_per_mm], 0))
         image += plate[..., None] * (frame - image)
+    if plate_span is not None:  # a plate across the frame's top edge, from and to these shares of the width
+        plate_lo = np.array([plate_span[0] * size[0], top - 0.5 * px_per_mm])  # its edge in the border
+        plate_hi = np.array([plate_span[1] * size[0], top + 2.0 * px_per_mm])
+        plate = _coverage(_rounded_box_distance(card_xy, plate_lo, plate_hi, 0.3 * px_per_mm))
+        image += plate[..., None] * (PLATE - image)
     if blob:  # a disc on the left frame line, half in the border
         disc = _coverage(np.hypot(*(card_xy - [left, 0.45 * size[1]]).transpose(2, 0, 1)) - 1.6 * px_per_mm)
         image += disc[..., None] * (BLOB - image)
@@ -226,6 +233,23 @@ def test_art_crossing_the_frame_is_rejected_by_the_line_fit() -> None:
     graphic = refine_boxes(card.image, [card.outer_box, card.graphic_box])[1]
     assert graphic is not None and graphic.ok
     assert graphic.sides["left"].inlier_share < 0.97 <= graphic.sides["right"].inlier_share
+
+
+def test_a_name_plate_across_the_middle_of_the_frame_edge_is_passed_over() -> None:
+    # The plate's edge, in the border just outside the box, holds half of the top side's profiles; the frame's
+    # edge runs on past it at both ends.
+    card = draw_card(angle_deg=0.7, plate_span=(0.25, 0.75))
+    outer, graphic = refine_drawn(card)
+    assert isinstance(outer, Instance) and isinstance(graphic, Instance)
+    assert corner_error(graphic.polygon, card.graphic_quad) < 0.3
+
+
+def test_a_name_plate_at_the_end_of_the_frame_edge_is_refused() -> None:
+    # Plate and frame each hold one end of the top side: nothing tells which edge is the frame's.
+    card = draw_card(angle_deg=0.7, plate_span=(0.0, 0.55))
+    outer, graphic = refine_drawn(card)
+    assert isinstance(outer, Instance)
+    assert isinstance(graphic, RefinementRefusal) and "top: two straight edges" in graphic.reason
 
 
 def test_a_frame_the_colour_of_the_border_is_refused_with_a_reason() -> None:
