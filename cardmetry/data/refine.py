@@ -45,7 +45,15 @@ from cardmetry.geometry.edges import (
     locate_edges,
     sample_profiles,
 )
-from cardmetry.geometry.lines import Line, line_angle_deg, line_through, quad_from_lines, signed_distance
+from cardmetry.geometry.lines import (
+    Line,
+    angle_between_deg,
+    line_angle_deg,
+    line_through,
+    quad_from_lines,
+    quad_side_ends,
+    signed_distance,
+)
 from cardmetry.geometry.specs import STANDARD, CardSpec
 
 Role = Literal["outer", "graphic"]
@@ -310,17 +318,12 @@ def _containing_card(graphic: Instance, outers: list[RefinedQuad]) -> RefinedQua
 def _box_sides(instance: Instance) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The box's sides in OpenCV coordinates, each running clockwise on screen so that inside is positive."""
     x0, y0, x1, y1 = instance.bbox
-    return _quad_sides(label_to_cv(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])))
-
-
-def _quad_sides(quad_cv: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    tl, tr, br, bl = np.asarray(quad_cv, float)
-    return {"top": (tl, tr), "right": (tr, br), "bottom": (br, bl), "left": (bl, tl)}
+    return quad_side_ends(label_to_cv(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])))
 
 
 def _quad_lines_cv(quad_label: np.ndarray) -> dict[str, Line]:
     """Lines of a quad's sides in OpenCV coordinates, inside positive."""
-    return {name: line_through(p0, p1) for name, (p0, p1) in _quad_sides(label_to_cv(quad_label)).items()}
+    return {name: line_through(p0, p1) for name, (p0, p1) in quad_side_ends(label_to_cv(quad_label)).items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -459,7 +462,7 @@ def _parallel_rival(
     if rival.count < needed or rival.rms_px > opts.limits(side.role).max_rms_px:
         return None
     gap = _inward_gap(fit, rival, side)
-    if _angle_deg(rival.line, fit.line) > opts.max_rival_angle_deg or abs(gap) < opts.min_rival_gap_px:
+    if angle_between_deg(rival.line, fit.line) > opts.max_rival_angle_deg or abs(gap) < opts.min_rival_gap_px:
         return None
     if not (_alone_in_stretch(fit, rival, opts) or _alone_in_stretch(rival, fit, opts)):
         return None
@@ -503,11 +506,11 @@ def _side_problem(fit: SideFit, side: _Side, opts: RefineOptions) -> str | None:
         return f"only {fit.inlier_share:.0%} of profiles lie on one straight edge"
     if fit.rms_px > limits.max_rms_px:
         return f"edge points scatter {fit.rms_px:.2f} px RMS about the line"
-    tilt = _angle_deg(fit.line, side.line)
+    tilt = angle_between_deg(fit.line, side.line)
     if tilt > opts.max_tilt_deg:
         return f"edge runs {tilt:.1f} degrees off the box side"
     if side.outer_line is not None:
-        skew = _angle_deg(fit.line, side.outer_line)
+        skew = angle_between_deg(fit.line, side.outer_line)
         if skew > opts.max_frame_skew_deg:
             return f"edge runs {skew:.1f} degrees off the card edge beside it"
     return None
@@ -619,10 +622,6 @@ def _inside_positive(line: Line, reference: Line) -> Line:
     return line if line[:2] @ reference[:2] > 0 else -line
 
 
-def _angle_deg(l1: Line, l2: Line) -> float:
-    return float(np.degrees(np.arccos(np.clip(abs(l1[:2] @ l2[:2]), 0.0, 1.0))))
-
-
 def _looseness_problem(fits: dict[str, SideFit], box: Instance, px_per_mm: float, opts: RefineOptions) -> str | None:
     """Whether the box is about as loose across (left + right) as down (top + bottom).
 
@@ -634,7 +633,7 @@ def _looseness_problem(fits: dict[str, SideFit], box: Instance, px_per_mm: float
     for name, (p0, p1) in _box_sides(box).items():
         fit = fits[name]
         assert fit.line is not None
-        run_out = np.hypot(*(p1 - p0)) * np.sin(np.radians(_angle_deg(fit.line, line_through(p0, p1))))
+        run_out = np.hypot(*(p1 - p0)) * np.sin(np.radians(angle_between_deg(fit.line, line_through(p0, p1))))
         looseness[name] = fit.shift_px - run_out / 2
     mismatch = (looseness["top"] + looseness["bottom"] - looseness["left"] - looseness["right"]) / px_per_mm
     if abs(mismatch) > opts.max_looseness_mismatch_mm:

@@ -37,6 +37,17 @@ def intersect(l1: Line, l2: Line) -> np.ndarray:
     return np.array([x / w, y / w])
 
 
+def angle_between_deg(l1: Line, l2: Line) -> float:
+    """The unsigned angle between two lines, in [0, 90] degrees."""
+    return float(np.degrees(np.arccos(np.clip(abs(l1[:2] @ l2[:2]), 0.0, 1.0))))
+
+
+def quad_side_ends(quad: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each side's two corners of an ordered quad, running clockwise on screen (inside to the right of travel)."""
+    q = np.asarray(quad, float)
+    return {side: (q[i], q[j]) for side, (i, j) in QUAD_SIDES.items()}
+
+
 def line_angle_deg(line: Line) -> float:
     """Direction of the line in degrees, in (-90, 90], measured from the +x axis towards +y (clockwise on screen)."""
     angle = np.degrees(np.arctan2(line[0], -line[1]))
@@ -54,8 +65,7 @@ def quad_from_lines(top: Line, right: Line, bottom: Line, left: Line) -> np.ndar
 
 def quad_edges(quad: np.ndarray) -> dict[str, Line]:
     """The four edge lines of an ordered quad."""
-    q = np.asarray(quad, float)
-    return {side: line_through(q[i], q[j]) for side, (i, j) in QUAD_SIDES.items()}
+    return {side: line_through(p, q) for side, (p, q) in quad_side_ends(quad).items()}
 
 
 def order_quad(points: np.ndarray) -> np.ndarray:

@@ -11,7 +11,14 @@ import cv2
 import numpy as np
 
 from cardmetry.geometry.edges import colour_distance, fit_line_robust, locate_edges, sample_profiles
-from cardmetry.geometry.lines import QUAD_SIDES, order_quad, quad_edges, quad_from_lines, upright_quad
+from cardmetry.geometry.lines import (
+    QUAD_SIDES,
+    angle_between_deg,
+    order_quad,
+    quad_edges,
+    quad_from_lines,
+    upright_quad,
+)
 from cardmetry.geometry.specs import CardSpec
 
 _WORK_SIDE = 800  # the outer search runs on a copy this large: the card's outline needs no more
@@ -117,12 +124,7 @@ def detect_graphic(image: np.ndarray, outer_quad: np.ndarray, spec: CardSpec) ->
         fit = fit_line_robust(points, inlier_threshold_px=2.0)
         if fit.count < 0.4 * len(hits.found):
             return f"no straight graphic border along the {name} side (only {fit.count / len(hits.found):.0%} agree)"
-        if _angle_between_deg(fit.line, line) > 3.0:
+        if angle_between_deg(fit.line, line) > 3.0:
             return f"the graphic border found along the {name} side is not parallel to the card's edge"
         lines[name] = fit.line
     return quad_from_lines(lines["top"], lines["right"], lines["bottom"], lines["left"])
-
-
-def _angle_between_deg(l1: np.ndarray, l2: np.ndarray) -> float:
-    cosine = abs(float(l1[:2] @ l2[:2]))
-    return float(np.degrees(np.arccos(min(1.0, cosine))))
