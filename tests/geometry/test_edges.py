@@ -258,15 +258,3 @@ def test_robust_fit_needs_two_distinct_points() -> None:
     with pytest.raises(ValueError, match="distinct"):
         fit_line_robust(np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]))
 
-
-def test_closeness_seed_never_settles_between_two_parallel_edges() -> None:
-    # Two parallel edges 6 px apart along different stretches (a frame edge, and a name plate's edge over half of it):
-    # counting points within 1.5 px prefers a tilted line through both; scoring closeness keeps to one of them.
-    x = np.arange(0.0, 600.0)
-    y = np.where((x > 150) & (x < 450), -1.0 - (x - 150) / 300 * 0.5, 5.0)
-    points = np.stack([x, y + np.random.default_rng(0).normal(0, 0.1, x.size)], axis=1)
-    fit = fit_line_robust(points, inlier_threshold_px=1.5, seed_score="closeness")
-    residuals = np.abs(fit.residuals[fit.inliers])
-    assert fit.rms_px < 0.3 and residuals.max() < 1.0
-    frame, plate = np.abs(points[:, 1] - 5.0) < 0.5, ~(np.abs(points[:, 1] - 5.0) < 0.5)
-    assert fit.inliers[frame].all() != fit.inliers[plate].any()  # one population, not a mixture
