@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,9 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:  # heavy modules load inside the commands that need them, so --help stays fast
+    import numpy as np
+
     from cardmetry.data.instances import Dataset
     from cardmetry.data.problems import Problem
     from cardmetry.data.validation import ValidationReport
+    from cardmetry.geometry.specs import CardSpec
+    from cardmetry.measure.grades import GradeTable
+    from cardmetry.measure.result import Result
 
 app = typer.Typer(
     help="cardmetry: measure and grade trading-card centering; train the models that find card borders.",
@@ -343,45 +349,166 @@ def _print_problems(problems: list[Problem]) -> None:
 
 @app.command()
 def measure(
-    image: Annotated[Path, typer.Argument(help="A card image (scan or photo).")],
+    images: Annotated[list[Path], typer.Argument(help="Card images (scans or photos).")],
     side: Annotated[str, typer.Option(help="front or back.")] = "front",
     spec: Annotated[str, typer.Option(help="Card spec: standard or small.")] = "standard",
     as_json: Annotated[bool, typer.Option("--json", help="Print only the CONTRACT.md document on stdout.")] = False,
+    overlay: Annotated[Path | None, typer.Option(help="Write the overlay PNG here (one image).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the customer's HTML report here (one image).")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for each card's JSON, overlay and report, and summary.csv.")
+    ] = None,
+    grade_table: Annotated[
+        list[Path] | None, typer.Option(help="A grade table of your own (TOML, docs/grades.md); repeatable.")
+    ] = None,
 ) -> None:
-    """Measure a card's centering at the 24 stations (work in progress: classical borders only, no overlay,
-    report or grades yet). Exit 0 for a measurement, 1 for a refusal (with its reason)."""
-    from cardmetry.data.images import ImageError, load_image
+    """Measure cards' centering at the 24 stations, with uncertainty, skew, flags and grade ceilings.
+    Exit 0 when every card measured, 1 when any was refused or unreadable (each reason on stderr)."""
     from cardmetry.geometry.specs import card_spec
-    from cardmetry.measure.pipeline import measure_image
-    from cardmetry.measure.result import Refusal
+    from cardmetry.measure.grades import load_tables
+    from cardmetry.measure.outputs import document_text, output_stems, summary_csv, summary_row, write_text_atomic
 
     if side not in ("front", "back"):
         raise _fail(f"--side must be front or back, not {side!r}")
+    if len(images) > 1 and out_dir is None:
+        raise _fail("several images need --out DIR (each card's JSON, overlay and report go there)")
+    if len(images) > 1 and (as_json or overlay or report):
+        raise _fail("--json, --overlay and --report take one image; with several, --out DIR writes them all")
+    try:
+        card = card_spec(spec)
+        tables = load_tables(grade_table or ())
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise _fail(f"{out_dir}: --out must be a folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    rows, refused = [], 0
+    stems = output_stems(images)
+    with _progress() if len(images) > 1 else nullcontext() as progress:
+        task = progress.add_task("measuring", total=len(images)) if progress else None
+        for path, stem in zip(images, stems, strict=True):
+            image, result = _measure_file(path, card, side, tables)
+            refused += result.status != "ok"
+            rows.append(summary_row(result))
+            if out_dir is not None:
+                write_text_atomic(out_dir / f"{stem}.json", document_text(result))
+                _write_pictures(image, result, out_dir / f"{stem}.overlay.png", out_dir / f"{stem}.report.html")
+            _write_pictures(image, result, overlay, report)
+            if progress:
+                progress.advance(task)
+            if result.status != "ok":
+                console.print(f"[red]refused:[/red] {path}: {result.reason}")
+            elif not as_json:
+                _print_measurement(result.as_json())
+    if out_dir is not None:
+        write_text_atomic(out_dir / "summary.csv", summary_csv(rows))
+        console.print(f"{len(images) - refused} measured, {refused} refused; results in {out_dir}")
+    if as_json:
+        typer.echo(document_text(result), nl=False)
+    if refused:
+        raise typer.Exit(1)
+
+
+def _measure_file(path: Path, card: CardSpec, side: str, tables: list[GradeTable]) -> tuple[np.ndarray | None, Result]:
+    """Load and measure one image; an unreadable file becomes a refusal naming it, so a batch goes on."""
+    from cardmetry.data.images import ImageError, load_image
+    from cardmetry.measure.grades import add_grades
+    from cardmetry.measure.pipeline import measure_image
+    from cardmetry.measure.result import Refusal
+
+    try:
+        image = load_image(path)
+    except ImageError as error:
+        return None, Refusal(path.name, side, str(error))
+    result = measure_image(image, card, side=side, name=path.name)
+    add_grades(result, tables)
+    return image, result
+
+
+def _write_pictures(image: np.ndarray | None, result: Result, overlay: Path | None, report: Path | None) -> None:
+    """The overlay PNG and the HTML report, where asked for and there is an image to draw on."""
+    if image is None or (overlay is None and report is None):
+        return
+    from cardmetry.measure.outputs import write_text_atomic
+    from cardmetry.measure.overlay import draw_overlay, write_png
+    from cardmetry.measure.report import render_report
+
+    drawn = draw_overlay(image, result)
+    if overlay is not None:
+        write_png(overlay, drawn)
+    if report is not None:
+        write_text_atomic(report, render_report(image, result, overlay=drawn))
+
+
+def _print_measurement(document: dict) -> None:
+    lr, tb = document["centering"]["left_right"], document["centering"]["top_bottom"]
+    out.print(f"{document['image']}: left/right {lr[0]:.1f}/{lr[1]:.1f}, top/bottom {tb[0]:.1f}/{tb[1]:.1f}")
+    table = Table("station", "border mm", "+/- mm")
+    for point in document["points"]:
+        table.add_row(point["id"], f"{point['border_mm']:.3f}", f"{point['uncertainty_mm']:.3f}")
+    out.print(table)
+    for grader, entry in document["grades"].items():
+        ceiling = entry.get("ceiling")
+        out.print(f"{grader}: ceiling {ceiling}" if ceiling is not None else f"{grader}: not graded (unsourced)")
+    for flag in document["quality"]["flags"]:
+        console.print(f"[yellow]flag: {flag}[/yellow]")
+
+
+@app.command()
+def rr(
+    images: Annotated[list[Path], typer.Argument(help="Captures of one card (or one, with --perturb).")],
+    perturb: Annotated[
+        int, typer.Option(min=0, max=100, help="Measure each image under N simulated rescans as well.")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the perturbations: same seed, same rescans.")] = 0,
+    side: Annotated[str, typer.Option(help="front or back.")] = "front",
+    spec: Annotated[str, typer.Option(help="Card spec: standard or small.")] = "standard",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the spread as JSON on stdout.")] = False,
+) -> None:
+    """Gauge repeatability: the per-station spread (std, range in mm) of repeated measurements of one card.
+    Exit 1 when fewer than two measured."""
+    from cardmetry.geometry.specs import card_spec
+    from cardmetry.measure.pipeline import measure_image
+    from cardmetry.measure.rr import perturb as perturbed
+    from cardmetry.measure.rr import repeatability, sample_perturbations
+
+    if len(images) < 2 and perturb < 2:
+        raise _fail("give two or more captures of the card, or --perturb N (N >= 2) for one capture")
     try:
         card = card_spec(spec)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    if not image.is_file():
-        raise _fail(f"{image}: no such file")
+    rescans = sample_perturbations(perturb, seed)
+    results = []
+    with _progress() as progress:
+        task = progress.add_task("measuring", total=len(images) * (1 + perturb))
+        for path in images:
+            image, result = _measure_file(path, card, side, [])
+            results.append(result)
+            progress.advance(task)
+            for rescan in rescans if image is not None else ():
+                results.append(measure_image(perturbed(image, rescan), card, side=side, name=path.name))
+                progress.advance(task)
     try:
-        result = measure_image(load_image(image), card, side=side, name=image.name)
-    except ImageError as error:
-        result = Refusal(image.name, side, str(error))
+        spread = repeatability(results)
+    except ValueError as exc:
+        raise _fail(str(exc), 1) from None
     if as_json:
-        typer.echo(json.dumps(result.as_json(), indent=1))
-    elif result.status == "ok":
-        document = result.as_json()
-        lr, tb = document["centering"]["left_right"], document["centering"]["top_bottom"]
-        out.print(f"{image.name}: left/right {lr[0]:.1f}/{lr[1]:.1f}, top/bottom {tb[0]:.1f}/{tb[1]:.1f}")
-        table = Table("station", "border mm", "+/- mm")
-        for point in document["points"]:
-            table.add_row(point["id"], f"{point['border_mm']:.3f}", f"{point['uncertainty_mm']:.3f}")
-        out.print(table)
-        for flag in document["quality"]["flags"]:
-            console.print(f"[yellow]flag: {flag}[/yellow]")
-    if result.status != "ok":
-        console.print(f"[red]refused:[/red] {result.reason}")
-        raise typer.Exit(1)
+        typer.echo(json.dumps(spread.as_json(), indent=1))
+        return
+    out.print(
+        f"{spread.measured} measured, {len(spread.refused)} refused; median station std "
+        f"{spread.median_std_mm:.4f} mm, worst {spread.worst_station.id} {spread.worst_station.std_mm:.4f} mm; "
+        f"left share std {spread.left_share_std:.3f} pp, top share std {spread.top_share_std:.3f} pp"
+    )
+    table = Table("station", "mean mm", "std mm", "range mm")
+    for station in spread.stations:
+        table.add_row(station.id, f"{station.mean_mm:.3f}", f"{station.std_mm:.4f}", f"{station.range_mm:.4f}")
+    out.print(table)
+    for reason in spread.refused:
+        console.print(f"[yellow]refused repeat:[/yellow] {reason}")
 
 
 @app.command()

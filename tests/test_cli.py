@@ -119,3 +119,61 @@ def test_convert_keeps_splits_and_reports_errors_by_exit_status(cards: Path, tmp
     label.write_text(label.read_text() + "9 0.5 0.5 0.1 0.1\n")
     unknown = runner.invoke(app, ["dataset", "convert", str(split), str(tmp_path / "ls2"), "--to", "labelstudio"])
     assert unknown.exit_code == 2 and "class id 9" in unknown.output
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two 300 dpi scans the classical path measures, and a file that is not an image."""
+    out = tmp_path_factory.mktemp("measure") / "scans"
+    args = ["synth", str(out), "--count", "2", "--dpi", "300", "--seed", "11", "--workers", "1"]
+    assert runner.invoke(app, args).exit_code == 0
+    corrupt = out / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not really a jpeg")
+    return [*sorted((out / "images").iterdir()), corrupt]
+
+
+def test_measure_many_writes_every_card_and_a_summary(scans: list[Path], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["measure", *map(str, scans), "--out", str(tmp_path / "results")])
+    assert result.exit_code == 1  # the broken file is refused; the others are still measured
+    assert "broken.jpg" in result.output and "not a readable image" in result.output
+    written = sorted(p.name for p in (tmp_path / "results").iterdir())
+    stems = [p.stem for p in scans[:2]]
+    per_card = [f"{s}.{kind}" for s in stems for kind in ("json", "overlay.png", "report.html")]
+    assert written == sorted(["summary.csv", "broken.json", *per_card])
+    documents = [json.loads((tmp_path / "results" / f"{s}.json").read_text()) for s in stems]
+    assert [d["status"] for d in documents] == ["ok", "ok"] and len(documents[0]["points"]) == 24
+    assert "psa" in documents[0]["grades"]
+    summary = (tmp_path / "results" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 4 and summary[3].startswith("broken.jpg,refused")
+
+
+def test_measure_one_writes_overlay_and_report(scans: list[Path], tmp_path: Path) -> None:
+    overlay, report = tmp_path / "card.png", tmp_path / "card.html"
+    result = runner.invoke(app, ["measure", str(scans[0]), "--overlay", str(overlay), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "L4" in report.read_text() and "<html" in report.read_text().lower()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["measure", "A", "B"], "several images need --out"),  # a batch without a place for its results
+        (["measure", "A", "B", "--out", "OUT", "--json"], "take one image"),  # --json prints one document
+        (["measure", "A", "--side", "middle"], "--side must be front or back"),  # a side that does not exist
+        (["measure", "A", "--grade-table", "MISSING"], "MISSING"),  # a grade table that is not there
+        (["rr", "A"], "--perturb N"),  # one capture and nothing to repeat
+    ],
+)
+def test_measure_usage_errors_exit_2(scans: list[Path], tmp_path: Path, args: list[str], message: str) -> None:
+    names = {"A": str(scans[0]), "B": str(scans[1]), "OUT": str(tmp_path / "out"), "MISSING": str(tmp_path / "no.toml")}
+    result = runner.invoke(app, [names.get(a, a) for a in args])
+    assert result.exit_code == 2 and names.get(message, message) in result.output
+
+
+def test_rr_perturbs_one_scan_and_reports_the_spread(scans: list[Path]) -> None:
+    result = runner.invoke(app, ["rr", str(scans[0]), "--perturb", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    spread = json.loads(result.stdout)
+    assert spread["measured"] + len(spread["refused"]) == 4 and len(spread["stations"]) == 24
+    assert 0 < spread["median_station_std_mm"] < 0.05

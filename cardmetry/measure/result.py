@@ -95,6 +95,9 @@ class Refusal:
         }
 
 
+Result = Measurement | Refusal  # what measuring one image gives
+
+
 def _rounded(value: object) -> object:
     if isinstance(value, float):
         return round(value, 2)
@@ -103,3 +106,4 @@ def _rounded(value: object) -> object:
     if isinstance(value, list):
         return [_rounded(v) for v in value]
     return value
+
