@@ -399,7 +399,7 @@ def measure(
             if progress:
                 progress.advance(task)
             if result.status != "ok":
-                console.print(f"[red]refused:[/red] {path}: {result.reason}")
+                console.print(f"[red]refused:[/red] {path}: {result.reason}", soft_wrap=True)
             elif not as_json:
                 _print_measurement(result.as_json())
     if out_dir is not None:
@@ -421,7 +421,7 @@ def _measure_file(path: Path, card: CardSpec, side: str, tables: list[GradeTable
     try:
         image = load_image(path)
     except ImageError as error:
-        return None, Refusal(path.name, side, str(error))
+        return None, Refusal(path.name, side, error.problem)
     result = measure_image(image, card, side=side, name=path.name)
     add_grades(result, tables)
     return image, result

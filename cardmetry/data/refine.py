@@ -12,7 +12,8 @@ each, a robust straight line through the edge points; the four lines are then in
   hold a second straight edge along part of it: a name plate printed across the frame, whose edge lies in the
   border, or a band of the frame found where the band outside it is too faint. The fit then lies on one of
   the two, never between them, and the side is refused unless one of them runs on past the other at both
-  ends (the frame around a plate), since a plate may cover more of a side than the frame shows.
+  ends (the frame around a plate), since a plate may cover more of a side than the frame shows. Both the
+  first-edge search and this two-edge rule are `cardmetry.geometry.frame`'s, shared with the classical detector.
 
 A coarse pass searches from a few tenths of a millimetre outside to 1.5 mm inside the box side; two fine passes
 resample square to the line found so far in a narrow window, so an edge tilted out of the coarse window along
@@ -25,7 +26,6 @@ OpenCV's (pixel centre at 0), converted here at the boundary only.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,15 +36,8 @@ import numpy as np
 from cardmetry.data.images import ImageError, load_image
 from cardmetry.data.instances import GRAPHIC, OUTER, Dataset, Instance, LabeledImage, cv_to_label, label_to_cv
 from cardmetry.data.problems import Problem
-from cardmetry.geometry.edges import (
-    EdgeHits,
-    LineFit,
-    Profiles,
-    colour_distance,
-    fit_line_robust,
-    locate_edges,
-    sample_profiles,
-)
+from cardmetry.geometry.edges import EdgeHits, LineFit, Profiles, fit_line_robust, locate_edges, sample_profiles
+from cardmetry.geometry.frame import TwoEdgeRule, first_edge_from_border, fit_frame_edge
 from cardmetry.geometry.lines import (
     Line,
     angle_between_deg,
@@ -416,86 +409,20 @@ def _fit_edge(edges: _SideEdges, threshold_px: float, side: _Side, opts: RefineO
         # card edges onto one side at one end and the other at the other, 2 to 3 px apart).
         return fit_line_robust(edges.points, inlier_threshold_px=threshold_px)
     # A frame's side may hold a second straight edge along part of it: the fit must lie on one of the two.
-    first = fit_line_robust(edges.points, inlier_threshold_px=threshold_px, seed_score="closeness")
-    rival = _parallel_rival(edges.points, first, threshold_px, side, opts)
-    if rival is None:
-        return first
-    chosen = _frame_line_of_two(first, rival, side, opts)
-    if chosen is not None:
-        return chosen
-    gap = abs(_inward_gap(first, rival, side))
-    return f"two straight edges {gap:.1f} px apart along different stretches: a name plate or a second frame line?"
+    return fit_frame_edge(edges.points, side.line[:2], threshold_px, _two_edge_rule(side, opts))
 
 
-def _frame_line_of_two(first: LineFit, rival: LineFit, side: _Side, opts: RefineOptions) -> LineFit | None:
-    """Which of two parallel straight edges along different stretches of a side is the frame's; None if unclear.
-
-    A name plate printed across the frame's edge hides it along a stretch, where the plate's own edge lies in
-    the border instead; the frame's edge runs on past the plate at both ends. A frame drawn in bands whose
-    outer band edge is too faint along the middle of the side shows its next band edge there; the outer one
-    runs on past it. Which edge is found along more of the side does not tell: a plate may cover more of it
-    than the frame shows. A plate at one end of the side, or band edges each found towards one end, leave
-    the choice open.
-    """
-    overhang = max(2, round(opts.rival_overhang_mm * side.px_per_mm / opts.spacing_px))
-    first_past, rival_past = _runs_past(first, rival, overhang), _runs_past(rival, first, overhang)
-    if first_past == rival_past:
-        return None
-    return first if first_past else rival
-
-
-def _parallel_rival(
-    points: np.ndarray, fit: LineFit, threshold_px: float, side: _Side, opts: RefineOptions
-) -> LineFit | None:
-    """A second straight edge among the points off the fitted one: nearly parallel to it, clear of it, and along
-    a stretch of its own.
-
-    Not a rival: points that alternate with the fitted edge's along the same stretch (a dotted line along the
-    frame: one ragged edge), nor, inside the fitted edge, points along a line that only some profiles of its
-    stretch reach (the bottoms of a line of letters, where the frame is not drawn).
-    """
-    rest = np.where(fit.inliers[:, None], np.nan, points)
-    needed = max(2.0, opts.min_rival_share * len(points))
-    if np.count_nonzero(~np.isnan(rest[:, 0])) < needed:
-        return None
-    rival = fit_line_robust(rest, inlier_threshold_px=threshold_px, seed_score="closeness")
-    if rival.count < needed or rival.rms_px > opts.limits(side.role).max_rms_px:
-        return None
-    gap = _inward_gap(fit, rival, side)
-    if angle_between_deg(rival.line, fit.line) > opts.max_rival_angle_deg or abs(gap) < opts.min_rival_gap_px:
-        return None
-    if not (_alone_in_stretch(fit, rival, opts) or _alone_in_stretch(rival, fit, opts)):
-        return None
-    start, stop = _stretch(rival)
-    along = slice(int(start), int(stop) + 1)
-    reached = float(np.mean(rival.inliers[along] | fit.inliers[along]))
-    return None if gap > 0 and reached < opts.min_rival_continuity else rival
-
-
-def _alone_in_stretch(fit: LineFit, other: LineFit, opts: RefineOptions) -> bool:
-    """Whether the other edge is (nearly) absent along the stretch `fit` covers."""
-    start, stop = _stretch(fit)
-    where = np.flatnonzero(other.inliers)
-    return np.count_nonzero((where >= start) & (where <= stop)) <= opts.max_rival_mix * (stop - start + 1)
-
-
-def _inward_gap(fit: LineFit, other: LineFit, side: _Side) -> float:
-    """How far the other edge's points lie inside the fitted line (px, negative: outside it)."""
-    inward = 1.0 if fit.line[:2] @ side.line[:2] > 0 else -1.0
-    return inward * float(np.median(fit.residuals[other.inliers]))
-
-
-def _stretch(fit: LineFit) -> tuple[float, float]:
-    """The profiles (in order along the side) an edge covers, ignoring a few stray points at either end."""
-    start, stop = np.percentile(np.flatnonzero(fit.inliers), [2, 98])
-    return float(start), float(stop)
-
-
-def _runs_past(fit: LineFit, other: LineFit, overhang: int) -> bool:
-    """Whether `fit` holds at least `overhang` profiles before the stretch `other` covers and as many after it."""
-    start, stop = _stretch(other)
-    own = np.flatnonzero(fit.inliers)
-    return bool(np.count_nonzero(own < start) >= overhang and np.count_nonzero(own > stop) >= overhang)
+def _two_edge_rule(side: _Side, opts: RefineOptions) -> TwoEdgeRule:
+    """The options' rule for a second straight edge along a graphic side (see `cardmetry.geometry.frame`)."""
+    return TwoEdgeRule(
+        min_share=opts.min_rival_share,
+        max_angle_deg=opts.max_rival_angle_deg,
+        min_gap_px=opts.min_rival_gap_px,
+        max_mix=opts.max_rival_mix,
+        min_continuity=opts.min_rival_continuity,
+        overhang_profiles=max(2, round(opts.rival_overhang_mm * side.px_per_mm / opts.spacing_px)),
+        max_rms_px=opts.limits(side.role).max_rms_px,
+    )
 
 
 def _side_problem(fit: SideFit, side: _Side, opts: RefineOptions) -> str | None:
@@ -572,32 +499,34 @@ def _find_edges(
         margin=window.margin_px,
         normal=line[:2],
     )
-    values = profiles.values if profiles.values.ndim == 3 else profiles.values[..., None]
+    min_gradient = _min_gradient(opts.min_contrast, opts.sigma_px)
+    polarity: Literal[0, 1]
     if role == "outer":
-        edges, polarity, select, share = values, 0, "first", opts.outer_edge_share
-        search: tuple[float | np.ndarray, float] = (window.start_px, window.stop_px)
+        edges = profiles.values if profiles.values.ndim == 3 else profiles.values[..., None]
+        polarity = 0
+        hits = locate_edges(
+            edges,
+            profiles.offsets,
+            polarity=polarity,
+            select="first",
+            sigma_px=opts.sigma_px,
+            min_snr=opts.min_snr,
+            min_gradient=min_gradient,
+            search_range=(window.start_px, window.stop_px),
+            min_share_of_strongest=opts.outer_edge_share,
+        )
     else:
-        begin = window.begin_px(profiles.origins, profiles.normal)[:, None]
-        in_reference = (profiles.offsets >= begin) & (profiles.offsets <= begin + window.reference_px)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a profile with no room left has no border colour
-            border = np.nanmedian(np.where(in_reference[..., None], values, np.nan), axis=1)
-        # Before its start (towards the card's edge) a profile counts as border: no edge there, and the
-        # smoothed gradient stays defined right from the start of the search.
-        values = np.where((profiles.offsets < begin)[..., None], border[:, None, :], values)
-        edges, polarity, select, share = colour_distance(values, border), 1, "first", 0.0
-        search = (begin[:, 0] + window.reference_px, window.stop_px)
-    hits = locate_edges(
-        edges,
-        profiles.offsets,
-        polarity=polarity,
-        select=select,
-        sigma_px=opts.sigma_px,
-        min_snr=opts.min_snr,
-        min_gradient=_min_gradient(opts.min_contrast, opts.sigma_px),
-        search_range=search,
-        min_share_of_strongest=share,
-    )
+        begin = window.begin_px(profiles.origins, profiles.normal)
+        polarity = 1
+        edges, hits = first_edge_from_border(
+            profiles,
+            begin,
+            window.reference_px,
+            window.stop_px,
+            sigma_px=opts.sigma_px,
+            min_snr=opts.min_snr,
+            min_gradient=min_gradient,
+        )
     if sharpen:
         near = (hits.offsets - 1.0, hits.offsets + 1.0)
         sharp = locate_edges(

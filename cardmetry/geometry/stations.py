@@ -34,6 +34,19 @@ def border_widths(graphic_lines_mm: dict[Edge, Line], spec: CardSpec) -> list[St
     return out
 
 
+def station_ends(station: Station, border_mm: float, spec: CardSpec) -> tuple[np.ndarray, np.ndarray]:
+    """A station's point on the graphic edge and its foot on the outer edge, in card mm: the two ends of the
+    distance `border_widths` measures there."""
+    w, h = spec.size_mm
+    p = station.position_mm
+    return {
+        "left": (np.array([border_mm, p]), np.array([0.0, p])),
+        "right": (np.array([w - border_mm, p]), np.array([w, p])),
+        "top": (np.array([p, border_mm]), np.array([p, 0.0])),
+        "bottom": (np.array([p, h - border_mm]), np.array([p, h])),
+    }[station.edge]
+
+
 def side_means(widths: list[StationWidth]) -> dict[Edge, float]:
     sums: dict[Edge, list[float]] = {"left": [], "right": [], "top": [], "bottom": []}
     for sw in widths:

@@ -1,130 +1,660 @@
-"""Coarse borders without a model: a card on a plain contrasting background (a scanner lid, a desk).
+"""Coarse borders without a model: a card on a contrasting background (a scanner lid, a desk), sleeved or not.
 
-The outer border is the largest region that differs from the background's colour, taken from the image's margin;
-the graphic border is, on each side, the first place inward from the card's edge where the colour leaves the
-border's own colour. Both only have to be within a few pixels: `engine.measure_borders` fits the edges again.
+Both quads only have to be within a few pixels: `engine.measure_borders` fits every edge again. The work is done
+on a copy of the image reduced by a whole factor to about 600 px (a card's outline needs no more), then each
+edge is placed once more across the line found, in a narrow window at full resolution.
+
+The outer border:
+1. The background's colours are learnt from the image's margin (`Background`): a lid's greys from shadow to
+   sheen, or a desk under uneven light. A sleeve's or a toploader's haze blends the background near the card
+   towards a light grey, so the same colours so blended count as background too. The largest outline of what
+   is not background, less thin lines, gives a rough quad.
+2. Across each rough side, the card's edge is the outermost place where the colour leaves the background's and
+   stays off it over most of the next 1.5 mm: a sleeve's or toploader's edge, the bubbles of a lid or a fleck is
+   a thin line, back to background at once. A robust line through those points.
+3. Across that line at full resolution, the outermost colour step nearly as strong as the strongest nearby: a
+   shadow beside the card's edge (darker than any background in the margin) is a weaker step than the card's
+   own edge, or than its bright cut edge on a dark card.
+
+The graphic border, on each side: the first place inward from the card's edge where the colour leaves the
+border's own (`cardmetry.geometry.frame`, the rule box refinement uses too), with a name plate's edge told from
+the frame's by which one runs past the other.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import cv2
 import numpy as np
 
-from cardmetry.geometry.edges import colour_distance, fit_line_robust, locate_edges, sample_profiles
+from cardmetry.geometry.edges import EdgeHits, Profiles, fit_line_robust, locate_edges, segment_positions
+from cardmetry.geometry.frame import TwoEdgeRule, first_edge_from_border, fit_frame_edge
+from cardmetry.geometry.homography import apply_homography, homography_from_points, transform_line
 from cardmetry.geometry.lines import (
-    QUAD_SIDES,
+    Line,
     angle_between_deg,
+    line_angle_deg,
+    line_through,
     order_quad,
-    quad_edges,
     quad_from_lines,
+    quad_side_ends,
+    signed_distance,
     upright_quad,
 )
 from cardmetry.geometry.specs import CardSpec
 
-_WORK_SIDE = 800  # the outer search runs on a copy this large: the card's outline needs no more
-_MARGIN_SHARE = 0.02  # the strip along the image's edges that shows the background
+SIDES = ("top", "right", "bottom", "left")
+_WORK_SIDE = 600  # the reduced copy's long side, about: 5 to 7 px/mm on a card filling a scan or photo
+_COARSE_SPACING_PX = 3.0  # between profiles on the reduced copy: a hundred and more along a side
+# A robust line fit's reweighting steps and RANSAC seeds: a coarse line needs fewer than the defaults (20, 256).
+_FIT = {"iterations": 6, "ransac_trials": 64}
+
+# The background: a colour is background when it lies near the axis of the margin's colours, between their 2nd
+# and 98th percentiles along it, widened by noise (RGB distance); or is such a colour blended towards a light grey
+# by up to a fifth, as through a sleeve or a toploader's wall (which lift a dark lid by 15 to 30 grey levels).
+_BACKGROUND_NOISE = 10.0
+_HAZE_GREY = 210.0
+_HAZE_MAX = 0.2
+_MARGIN_PX = 4  # the strip along the image's edges (reduced copy) that shows the background
+_PADDING_LEVEL = 12.0  # rows and columns darker than this at the image's edges are a scanner's padding
+
+# The outer edge.
+_OUTSIDE_MM, _INSIDE_MM = 3.0, 6.0  # the search across a rough side: its looseness, and a sleeve's haze inside it
+_STAY_MM = 1.5  # off the background for most of this far inward: a card, not a line
+_STAY_SHARE = 0.7
+_OUTER_CORNER_MM = 4.0  # the card's 3 mm corner radius and a millimetre for wear
+_FINE_OUTSIDE_MM, _FINE_INSIDE_MM = 0.4, 1.0  # the full-resolution window around the line found
+_FINE_SPACING_MM = 1.5  # between full-resolution profiles: forty and more along a side
+_EDGE_SHARE = 0.6  # the card's edge is the outermost step at least this share of the strongest in that window
+_MIN_CONTRAST = 12.0  # grey levels (RGB distance) of the smallest step that counts as an edge
+_MIN_SIDE_SHARE = 0.3  # profiles whose edge lies on a side's line, of those sampled
+_MIN_COARSE_SHARE = 0.2  # the same on the reduced copy, where the full-resolution pass still checks it
+_MAX_CUT_OFF_SHARE = 0.05  # of the outline's length, lying along the image's edge
+_MAX_SCAN_ASPECT_ERROR = 0.04  # a flat capture (opposite sides parallel) shows the card's own aspect
+_MAX_PHOTO_ASPECT_ERROR = 0.12  # perspective changes it
+_PARALLEL_DEG = 1.0  # opposite sides of a flat capture's quad are parallel within this
+
+# The graphic edge.
+_CLEARANCE_MM = 0.3  # the search starts this far inside the card's edge (its bright cut edge, its shadow)
+_REFERENCE_MM = 0.3  # the border's colour comes from this much of each profile
+_REACH_MM = 8.0  # borders are at most about 6 mm wide
+_GRAPHIC_CORNER_MM = 7.0  # the frame's straight part starts after the border and the frame's corner
+_MIN_GRAPHIC_COVERAGE = 0.3  # profiles that find an edge, of those sampled
+_MIN_GRAPHIC_AGREEMENT = 0.3  # profiles on the fitted line, of those sampled (a plate may hide more of it)
+_MAX_GRAPHIC_TILT_DEG = 3.0  # against the card's edge beside it
+_MAX_FRAME_LEAN_DEG = 0.3  # between one side's lean against the card and the frame's (a printed frame is rigid)
+_MAX_FINE_TURN_DEG = 0.2  # between the full-resolution line and the coarse one
+_GRAPHIC_SIGMA_PX = 1.0  # gradient smoothing on the reduced copy
+_TEXTURE_MM, _STEP_MM, _TEXTURE_STEP = 0.6, 0.3, 2.0  # a frame's step is twice the border's own texture
+_LEAN_BAND_PX = 4.0  # half the band (full resolution) that holds a side's edge refitted at the frame's lean
+_HORIZONTAL, _VERTICAL = np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])  # the card frame's edge lines
+_GRAPHIC_FINE_HALFWIDTH = 1.5  # reduced pixels either side of the coarse line searched at full resolution
 
 
-def detect_outer(image: np.ndarray, spec: CardSpec) -> np.ndarray | str:
-    """The card's outer quad (OpenCV pixels, upright order), or the reason it cannot be found."""
-    height, width = image.shape[:2]
-    scale = min(1.0, _WORK_SIDE / max(height, width))
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
-    small = cv2.GaussianBlur(small.astype(np.float32), (0, 0), 1.5)
-    h, w = small.shape[:2]
-    m = max(2, int(_MARGIN_SHARE * min(h, w)))
-    margin = np.concatenate(
-        [small[:m].reshape(-1, 3), small[-m:].reshape(-1, 3), small[:, :m].reshape(-1, 3), small[:, -m:].reshape(-1, 3)]
-    )
-    background = np.median(margin, axis=0)
-    distance = np.linalg.norm(small - background, axis=2)
-    level, mask = cv2.threshold(np.clip(distance, 0, 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if count > 1 else 0
-    if biggest and stats[biggest, cv2.CC_STAT_AREA] >= 0.1 * h * w:
-        x, y, bw, bh = stats[biggest, :4]
-        if x <= 0 or y <= 0 or x + bw >= w or y + bh >= h:
-            return "the card is cut off by the edge of the image"
-    # The threshold must separate: the background around the card (with a gradient, a sleeve's edge) below it.
-    around = np.ones((h, w), bool)
-    around[m:-m, m:-m] = False
-    around &= labels != biggest
-    if level < 12 or not biggest or np.mean(distance[around] > level) > 0.05:
-        return "the card does not stand out from the background (too little contrast at its edge)"
-    if stats[biggest, cv2.CC_STAT_AREA] < 0.1 * h * w:
-        return "no card found: the largest region is under a tenth of the image"
-    region = (labels == biggest).astype(np.uint8)
-    region = cv2.morphologyEx(region, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
-    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    outline = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(float)
-    quad = _quad_from_outline(outline)
-    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
-    aspect = max(sides[0] + sides[2], sides[1] + sides[3]) / min(sides[0] + sides[2], sides[1] + sides[3])
-    if abs(aspect / spec.aspect - 1) > 0.12:
-        return f"the region found is not card-shaped (aspect {aspect:.2f}, a {spec.name} card is {spec.aspect:.2f})"
-    # Pixel centres map between sizes as x_full = (x_small + 0.5) / scale - 0.5.
-    return upright_quad((quad + 0.5) / scale - 0.5)
+@dataclass(frozen=True, eq=False)
+class Reduced:
+    """The image averaged over `factor` x `factor` blocks (float RGB), and the map between the two."""
+
+    image: np.ndarray
+    factor: int
+
+    @classmethod
+    def of(cls, image: np.ndarray) -> Reduced:
+        """The reduced copy of an RGB image (grey and RGBA images are taken as their RGB)."""
+        height, width = image.shape[:2]
+        factor = max(1, round(max(height, width) / _WORK_SIDE))
+        rows, cols = height // factor, width // factor
+        small = image
+        if factor > 1:
+            # An exact whole-factor block mean (OpenCV's fast path for INTER_AREA) keeps pixel centres simply mapped.
+            small = cv2.resize(image[: rows * factor, : cols * factor], (cols, rows), interpolation=cv2.INTER_AREA)
+        small = small.astype(np.float32)
+        if small.ndim == 2:
+            small = np.repeat(small[..., None], 3, axis=2)
+        return cls(np.ascontiguousarray(small[..., :3]), factor)
+
+    def to_full(self, points: np.ndarray) -> np.ndarray:
+        """Reduced pixel coordinates to the full image's (pixel centres at integers in both)."""
+        return (np.asarray(points, float) + 0.5) * self.factor - 0.5
+
+    def to_reduced(self, points: np.ndarray) -> np.ndarray:
+        return (np.asarray(points, float) + 0.5) / self.factor - 0.5
 
 
-def _quad_from_outline(hull: np.ndarray) -> np.ndarray:
-    """Four corners of a rounded-rectangle outline (every contour pixel): the points farthest along the diagonals
-    of its minimum-area rectangle, refined to where lines fitted to the middles of the straight sides meet."""
-    (cx, cy), _, angle = cv2.minAreaRect(hull.astype(np.float32))
-    theta = np.radians(angle)
-    axes = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
-    local = (hull - (cx, cy)) @ axes.T
-    corners = np.array(
-        [hull[np.argmax(sx * local[:, 0] + sy * local[:, 1])] for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
-    )
-    rough = order_quad(corners)
-    lines = []
-    for k in range(4):
-        p, q = rough[k], rough[(k + 1) % 4]
-        length = np.linalg.norm(q - p)
-        t = (hull - p) @ ((q - p) / length) / length
-        distance = np.abs((hull - p) @ (np.array([-(q - p)[1], (q - p)[0]]) / length))
-        straight = hull[(t > 0.2) & (t < 0.8) & (distance < 0.02 * length + 2)]
-        lines.append(fit_line_robust(straight, inlier_threshold_px=1.5).line if len(straight) >= 2 else None)
-    if any(line is None for line in lines):
+@dataclass(frozen=True, eq=False)
+class Background:
+    """The background's colours: those along the image's margin, and the same seen through a sleeve's haze.
+
+    The margin's colours lie near one axis (a lid's greys from shadow to sheen, a desk under uneven light): within
+    [low, high] along it and `across` off it. A clear sleeve or toploader over the background blends it towards a
+    light grey (the sleeve's bright edge lines are thin, and left to the edge search), so the region is swept along
+    `haze`, the largest such blend of the margin's median colour: its components along `axis` and along
+    `haze_axis`, the unit vector square to `axis` in the plane of the two (zero for a grey background).
+    """
+
+    centre: np.ndarray  # (3,) median colour of the margin
+    axis: np.ndarray  # (3,) unit vector: the direction the margin's colours vary most (grey for a lid)
+    haze_axis: np.ndarray  # (3,)
+    low: float  # span along the axis from the centre, RGB distance
+    high: float
+    across: float  # largest distance off the axis (or off the plane of it and the haze)
+    haze_along: float
+    haze_across: float
+
+    @classmethod
+    def from_margin(cls, image: np.ndarray) -> Background:
+        """Learn the background from a strip along the image's edges (inside a scanner's black padding)."""
+        top, bottom, left, right = content_box(image)
+        inner = image[top:bottom, left:right]
+        m = _MARGIN_PX
+        strips = [strip.reshape(-1, 3).astype(float) for strip in (inner[:m], inner[-m:], inner[:, :m], inner[:, -m:])]
+        # A side that the card runs over (cut off) is not background: leave out a strip unlike the others.
+        medians = np.array([np.median(strip, axis=0) for strip in strips])
+        typical = np.median(medians, axis=0)
+        alike = [strip for strip, median in zip(strips, medians, strict=True) if np.linalg.norm(median - typical) < 40]
+        colours = np.concatenate(alike or strips)
+        centre = np.median(colours, axis=0)
+        deviation = colours - centre
+        variances, vectors = np.linalg.eigh(np.cov(deviation.T))
+        # A flat background has no direction of its own: light on it still varies along grey.
+        axis = vectors[:, -1] if variances[-1] > 4.0 else np.ones(3) / np.sqrt(3)
+        axis = axis if axis.sum() >= 0 else -axis  # brighter along the axis
+        along = deviation @ axis
+        across = np.linalg.norm(deviation - along[:, None] * axis, axis=1)
+        low, high = np.percentile(along, [2, 98])
+        haze = _HAZE_MAX * (np.full(3, _HAZE_GREY) - centre)
+        haze_along = float(haze @ axis)
+        haze_square = haze - haze_along * axis
+        haze_across = float(np.linalg.norm(haze_square))
+        haze_axis = haze_square / haze_across if haze_across > 1.0 else np.zeros(3)
+        return cls(
+            centre,
+            axis,
+            haze_axis,
+            float(low - _BACKGROUND_NOISE),
+            float(high + _BACKGROUND_NOISE),
+            float(np.percentile(across, 98) + _BACKGROUND_NOISE),
+            haze_along,
+            haze_across if haze_across > 1.0 else 0.0,
+        )
+
+    def contains(self, colours: np.ndarray) -> np.ndarray:
+        """Which colours (..., 3) are background: within the margin's span once some haze in [0, 1] of the full
+        blend is taken off them."""
+        deviation = colours - self.centre.astype(np.float32)
+        along = deviation @ self.axis.astype(np.float32)
+        off = deviation @ self.haze_axis.astype(np.float32)
+        rest_squared = np.einsum("...i,...i->...", deviation, deviation) - along * along - off * off
+        lowest, highest = np.zeros_like(along), np.ones_like(along)
+        for value, step, low, high in (
+            (along, self.haze_along, self.low, self.high),
+            (off, self.haze_across, -self.across, self.across),
+        ):
+            if abs(step) < 1e-6:
+                inside = (value >= low) & (value <= high)
+                lowest = np.where(inside, lowest, np.inf)
+                continue
+            # value - t * step within [low, high]: t between (value - high) / step and (value - low) / step.
+            first, second = (value - high) / step, (value - low) / step
+            lowest = np.maximum(lowest, np.minimum(first, second))
+            highest = np.minimum(highest, np.maximum(first, second))
+        return (lowest <= highest) & (rest_squared <= self.across**2)
+
+
+def detect_outer(image: np.ndarray, spec: CardSpec, *, reduced: Reduced | None = None) -> np.ndarray | str:
+    """The card's outer quad (OpenCV pixels, upright order), or the reason it cannot be found.
+
+    `reduced` is the image's reduced copy when the caller has it already (`Reduced.of(image)`; the graphic
+    border's search uses it too).
+    """
+    reduced = reduced or Reduced.of(image)
+    background = Background.from_margin(reduced.image)
+    card = (~background.contains(reduced.image)).astype(np.uint8)
+    rough = _rough_quad(card, reduced.image.shape[:2])
+    if isinstance(rough, str):
         return rough
-    return quad_from_lines(*lines)
+    px_per_mm = _px_per_mm(rough, spec)  # of the reduced copy: roughly, from a quad that may hold a sleeve
+    lines = []
+    for name, (p0, p1) in quad_side_ends(rough).items():
+        inward = _inward_normal(p0, p1, rough.mean(axis=0))
+        coarse = _coarse_outer_line(card, p0, p1, inward, px_per_mm)
+        if isinstance(coarse, str):
+            return f"the card's {name} edge was not found: {coarse}"
+        lines.append(_line_to_full(coarse, reduced.factor))
+    coarse_quad = quad_from_lines(*lines)
+    fine = []
+    for name, (p0, p1) in quad_side_ends(coarse_quad).items():
+        line = _fine_outer_line(image, p0, p1, _inward_normal(p0, p1, coarse_quad.mean(axis=0)), spec, coarse_quad)
+        if isinstance(line, str):
+            return f"the card's {name} edge was not found: {line}"
+        fine.append(line)
+    quad = quad_from_lines(*fine)
+    problem = _shape_problem(quad, spec) or _cut_off_problem(quad, image.shape[:2])
+    return problem or upright_quad(quad)
 
 
-def detect_graphic(image: np.ndarray, outer_quad: np.ndarray, spec: CardSpec) -> np.ndarray | str:
-    """The graphic quad inside a card's outer quad: on each side, the first step away from the border's colour."""
-    px_per_mm = float(
-        np.mean(np.linalg.norm(outer_quad - np.roll(outer_quad, -1, axis=0), axis=1)) / np.mean(spec.size_mm)
+def content_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """Rows and columns inside a scanner's black padding along the image's edges: top, bottom, left, right."""
+    height, width = image.shape[:2]
+    top, bottom, left, right = 0, height, 0, width
+    while top < height // 4 and image[top].mean() < _PADDING_LEVEL:
+        top += 1
+    while bottom > 3 * height // 4 and image[bottom - 1].mean() < _PADDING_LEVEL:
+        bottom -= 1
+    while left < width // 4 and image[:, left].mean() < _PADDING_LEVEL:
+        left += 1
+    while right > 3 * width // 4 and image[:, right - 1].mean() < _PADDING_LEVEL:
+        right -= 1
+    # A pixel more: the padding's edge blends into the image.
+    return top + int(top > 0), bottom - int(bottom < height), left + int(left > 0), right - int(right < width)
+
+
+def _rough_quad(card: np.ndarray, shape: tuple[int, int]) -> np.ndarray | str:
+    """The quad around the largest outline of what is not background (1 in `card`), without thin lines."""
+    height, width = shape
+    opened = cv2.morphologyEx(card, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    contours, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return "the card does not stand out from the background (nothing differs from the colours along the margin)"
+    # The largest outline, not the largest region: a card's border ring can hold less area than a patch of its art.
+    outline = max(contours, key=cv2.contourArea)
+    if cv2.contourArea(outline) < 0.1 * height * width:
+        return "no card found: what differs from the background covers under a tenth of the image"
+    points = outline.reshape(-1, 2)
+    along_edge = (points[:, 0] <= 0) | (points[:, 1] <= 0) | (points[:, 0] >= width - 1) | (points[:, 1] >= height - 1)
+    if np.mean(along_edge) > _MAX_CUT_OFF_SHARE:
+        return "the card is cut off by the edge of the image"
+    hull = cv2.convexHull(outline).reshape(-1, 2).astype(np.float32)
+    return order_quad(cv2.boxPoints(cv2.minAreaRect(hull)))
+
+
+def _coarse_outer_line(
+    card: np.ndarray, p0: np.ndarray, p1: np.ndarray, inward: np.ndarray, px_per_mm: float
+) -> Line | str:
+    """The card's edge across one rough side (reduced copy): in each profile, the outermost place where the image
+    leaves the background and stays off it; a robust line through those places."""
+    profiles = remap_profiles(
+        card,
+        p0,
+        p1,
+        inward,
+        offset_range=(-_OUTSIDE_MM * px_per_mm, _INSIDE_MM * px_per_mm),
+        offset_step=1.0,
+        spacing=_COARSE_SPACING_PX,
+        margin=_OUTER_CORNER_MM * px_per_mm,
+        nearest=True,
     )
-    centre = outer_quad.mean(axis=0)
+    off_background = np.nan_to_num(profiles.values, nan=0.0) > 0.5
+    stay = max(2, round(_STAY_MM * px_per_mm))
+    count, length = off_background.shape
+    running = np.concatenate([np.zeros((count, 1)), np.cumsum(off_background, axis=1)], axis=1)
+    ahead = np.zeros((count, length))
+    ahead[:, : length - stay] = (running[:, stay:length] - running[:, : length - stay]) / stay
+    start = off_background & (ahead >= _STAY_SHARE)
+    found = start.any(axis=1)
+    if np.count_nonzero(found) < max(10, _MIN_SIDE_SHARE * count):
+        return f"only {np.mean(found):.0%} of profiles leave the background there (too little contrast)"
+    points = profiles.points_at(np.where(found, profiles.offsets[np.argmax(start, axis=1)], np.nan))
+    # Loosely: a shadow or a sleeve's haze along the edge moves where the background ends by a pixel or two, and
+    # the full-resolution pass only needs the line within a few tenths of a millimetre.
+    fit = fit_line_robust(points, inlier_threshold_px=1.5, **_FIT)
+    if fit.count < _MIN_COARSE_SHARE * count:
+        return f"only {fit.count / count:.0%} of profiles agree on a straight edge"
+    return fit.line
+
+
+def _fine_outer_line(
+    image: np.ndarray, p0: np.ndarray, p1: np.ndarray, inward: np.ndarray, spec: CardSpec, quad: np.ndarray
+) -> Line | str:
+    """The card's edge across a coarse line at full resolution: in each profile, the outermost colour step at
+    least `_EDGE_SHARE` of the strongest in a narrow window; a robust line through them."""
+    px_per_mm = _px_per_mm(quad, spec)
+    sigma = 1.0
+    pad = 3.5 * sigma + 0.5
+    profiles = remap_profiles(
+        image,
+        p0,
+        p1,
+        inward,
+        offset_range=(-_FINE_OUTSIDE_MM * px_per_mm - pad, _FINE_INSIDE_MM * px_per_mm + pad),
+        offset_step=0.5,
+        spacing=max(2.0, _FINE_SPACING_MM * px_per_mm),
+        margin=_OUTER_CORNER_MM * px_per_mm,
+    )
+    hits = locate_edges(
+        profiles.values,
+        profiles.offsets,
+        select="first",
+        sigma_px=sigma,
+        min_snr=3.0,
+        min_gradient=_min_gradient(_MIN_CONTRAST, sigma),
+        search_range=(-_FINE_OUTSIDE_MM * px_per_mm, _FINE_INSIDE_MM * px_per_mm),
+        min_share_of_strongest=_EDGE_SHARE,
+    )
+    count = len(hits.offsets)
+    if np.count_nonzero(hits.found) < max(10, _MIN_SIDE_SHARE * count):
+        return f"a colour step in only {np.mean(hits.found):.0%} of profiles at full resolution"
+    fit = fit_line_robust(profiles.points_at(hits.offsets), inlier_threshold_px=1.5, **_FIT)
+    if fit.count < _MIN_SIDE_SHARE * count:
+        return f"only {fit.count / count:.0%} of profiles agree on a straight edge at full resolution"
+    return fit.line
+
+
+def _shape_problem(quad: np.ndarray, spec: CardSpec) -> str | None:
+    """Why the quad found is not a card's outline, or None."""
+    if not np.all(np.isfinite(quad)):
+        return "the edges found do not meet in a card-shaped outline"
+    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    across, down = sides[0] + sides[2], sides[1] + sides[3]
+    aspect = max(across, down) / min(across, down)
+    edges = [line_through(p, q) for p, q in quad_side_ends(quad).values()]
+    flat = max(angle_between_deg(edges[0], edges[2]), angle_between_deg(edges[1], edges[3])) < _PARALLEL_DEG
+    tolerance = _MAX_SCAN_ASPECT_ERROR if flat else _MAX_PHOTO_ASPECT_ERROR
+    if abs(aspect / spec.aspect - 1) > tolerance:
+        return (
+            f"the outline found is not card-shaped (aspect {aspect:.2f}, a {spec.name} card is {spec.aspect:.2f}): "
+            "an edge may not stand out from the background"
+        )
+    return None
+
+
+def _cut_off_problem(quad: np.ndarray, shape: tuple[int, ...]) -> str | None:
+    height, width = shape[:2]
+    if np.any(quad < 0) or np.any(quad[:, 0] > width - 1) or np.any(quad[:, 1] > height - 1):
+        return "the card is cut off by the edge of the image"
+    return None
+
+
+def detect_graphic(
+    image: np.ndarray, outer_quad: np.ndarray, spec: CardSpec, *, reduced: Reduced | None = None
+) -> np.ndarray | str:
+    """The graphic quad inside a card's outer quad (OpenCV pixels, same corner order), or the reason it cannot be
+    found: on each side, the first step inward from the border's colour. `reduced` as for `detect_outer`."""
+    reduced = reduced or Reduced.of(image)
+    outer = np.asarray(outer_quad, float)
+    px_per_mm = _px_per_mm(outer, spec)
+    sides = {}
+    for name, (p0, p1) in quad_side_ends(outer).items():
+        side = _coarse_frame_side(reduced, p0, p1, _inward_normal(p0, p1, outer.mean(axis=0)), px_per_mm)
+        if isinstance(side, str):
+            return f"no graphic border found along the {name} side: {side}"
+        sides[name] = side
     lines = {}
-    for name, line in quad_edges(outer_quad).items():
-        corners = QUAD_SIDES[name]
-        p0, p1 = outer_quad[corners[0]], outer_quad[corners[1]]
-        inward = np.array(line[:2]) * (1 if line[:2] @ centre + line[2] > 0 else -1)
-        profiles = sample_profiles(
-            image,
-            p0,
-            p1,
-            offset_range=(0.3 * px_per_mm, 8.0 * px_per_mm),
-            offset_step=0.5,
-            spacing=2.0,
-            margin=7.0 * px_per_mm,
-            normal=inward,
-        )
-        values = profiles.values.astype(float)
-        reference_end = max(2, int(0.4 * px_per_mm / 0.5))
-        border = np.nanmedian(values[:, :reference_end], axis=1)
-        hits = locate_edges(
-            colour_distance(values, border), profiles.offsets, polarity=1, select="first", min_gradient=4.0
-        )
-        points = profiles.points_at(hits.offsets)[hits.found]
-        if hits.found.mean() < 0.3 or len(points) < 10:
-            return f"no graphic border found along the {name} side (the art does not differ from the border)"
-        fit = fit_line_robust(points, inlier_threshold_px=2.0)
-        if fit.count < 0.4 * len(hits.found):
-            return f"no straight graphic border along the {name} side (only {fit.count / len(hits.found):.0%} agree)"
-        if angle_between_deg(fit.line, line) > 3.0:
-            return f"the graphic border found along the {name} side is not parallel to the card's edge"
-        lines[name] = fit.line
-    return quad_from_lines(lines["top"], lines["right"], lines["bottom"], lines["left"])
+    for name, line in _rigid_frame(sides, outer).items():
+        if isinstance(line, str):
+            return f"the graphic border found along the {name} side {line}"
+        side = sides[name]
+        lines[name] = _fine_graphic_line(image, line, side.p0, side.p1, side.inward, px_per_mm, reduced.factor)
+    return quad_from_lines(*(lines[name] for name in SIDES))
+
+
+@dataclass(frozen=True, eq=False)
+class _FrameSide:
+    """The frame's edge found along one card edge on the reduced copy, in full-image coordinates."""
+
+    p0: np.ndarray  # the card edge's ends
+    p1: np.ndarray
+    inward: np.ndarray
+    line: Line
+    count: int  # points on the line
+    points: np.ndarray  # the edge found in each profile, NaN where none
+
+
+def _coarse_frame_side(
+    reduced: Reduced, p0: np.ndarray, p1: np.ndarray, inward: np.ndarray, px_per_mm_full: float
+) -> _FrameSide | str:
+    """The frame's edge along one card edge, found on the reduced copy."""
+    px_per_mm = px_per_mm_full / reduced.factor
+    q0, q1 = reduced.to_reduced(p0), reduced.to_reduced(p1)
+    sigma = _GRAPHIC_SIGMA_PX
+    profiles = remap_profiles(
+        reduced.image,
+        q0,
+        q1,
+        inward,
+        offset_range=(0.0, _REACH_MM * px_per_mm),
+        offset_step=0.5,
+        spacing=_COARSE_SPACING_PX,
+        margin=_GRAPHIC_CORNER_MM * px_per_mm,
+    )
+    begin = _CLEARANCE_MM * px_per_mm
+    distance, hits = first_edge_from_border(
+        profiles,
+        np.full(len(profiles.origins), begin),
+        _REFERENCE_MM * px_per_mm,
+        _REACH_MM * px_per_mm,
+        sigma_px=sigma,
+        min_snr=4.0,
+        min_gradient=_min_gradient(_MIN_CONTRAST, sigma),
+    )
+    hits = _clear_of_texture(hits, distance, profiles.offsets, begin, px_per_mm)
+    count = len(hits.offsets)
+    if count < 10 or np.mean(hits.found) < _MIN_GRAPHIC_COVERAGE:
+        return f"a step off the border's colour in only {np.mean(hits.found):.0%} of profiles (the art is like it)"
+    points = profiles.points_at(hits.offsets)
+    rule = _two_edge_rule(px_per_mm, _COARSE_SPACING_PX)
+    fit = fit_frame_edge(points, inward, 1.0, rule, **_FIT)
+    if isinstance(fit, str):
+        return fit
+    if fit.count < _MIN_GRAPHIC_AGREEMENT * count:
+        return f"no straight edge: only {fit.count / count:.0%} of the profiles agree on one"
+    if angle_between_deg(fit.line, line_through(q0, q1)) > _MAX_GRAPHIC_TILT_DEG:
+        return "the edge found is not parallel to the card's edge"
+    line = _line_to_full(fit.line, reduced.factor)
+    return _FrameSide(p0, p1, inward, line, fit.count, reduced.to_full(points))
+
+
+def _clear_of_texture(
+    hits: EdgeHits, distance: np.ndarray, offsets: np.ndarray, begin: float, px_per_mm: float
+) -> EdgeHits:
+    """The edges whose step off the border's colour clearly exceeds the border's own texture (a halftone's dots, a
+    printed pattern), which otherwise gives an edge at every dot.
+
+    The texture is how far the border's first `_TEXTURE_MM` strays from its colour (the 90th percentile of the
+    distance, typical over the side); a step is the median distance over `_STEP_MM` after the edge.
+    """
+    step_px = float(offsets[1] - offsets[0])
+    stretch = (offsets >= begin) & (offsets <= begin + _TEXTURE_MM * px_per_mm)
+    texture = float(np.nanmedian(np.percentile(distance[:, stretch], 90, axis=1)))
+    reach = max(1, round(_STEP_MM * px_per_mm / step_px))
+    first = np.floor((np.nan_to_num(hits.offsets, nan=offsets[0]) - offsets[0]) / step_px).astype(int) + 1
+    columns = np.clip(first[:, None] + np.arange(reach), 0, len(offsets) - 1)
+    step = np.median(distance[np.arange(len(first))[:, None], columns], axis=1)
+    faint = ~(step >= _TEXTURE_STEP * texture)
+    return replace(hits, offsets=np.where(faint, np.nan, hits.offsets))
+
+
+def _rigid_frame(sides: dict[str, _FrameSide], outer: np.ndarray) -> dict[str, Line | str]:
+    """The sides' lines, a side that leans otherwise than the opposite one refitted at the opposite one's lean.
+
+    A printed frame is a rigid rectangle: turned on the card by a miscut, its top and bottom lean alike against the
+    card's edges, as do its left and right. The leans are compared in the card's own frame (the outer quad mapped
+    onto a rectangle), where a photo's perspective no longer turns one side against the other. Of two opposite
+    sides that disagree, the one nearer the other pair's lean is kept, or the one with more points on its line;
+    the other was pulled by art along it, and its edge is sought again among its points at the kept one's lean.
+    """
+    sides_px = np.linalg.norm(outer - np.roll(outer, -1, axis=0), axis=1)
+    width, height = (sides_px[0] + sides_px[2]) / 2, (sides_px[1] + sides_px[3]) / 2
+    to_card = homography_from_points(outer, np.array([[0.0, 0.0], [width, 0.0], [width, height], [0.0, height]]))
+    axes = {"top": _HORIZONTAL, "bottom": _HORIZONTAL, "left": _VERTICAL, "right": _VERTICAL}
+    leans = {name: _signed_angle_deg(transform_line(to_card, side.line), axes[name]) for name, side in sides.items()}
+    lines: dict[str, Line | str] = {name: side.line for name, side in sides.items()}
+    for pair, other in ((("top", "bottom"), ("left", "right")), (("left", "right"), ("top", "bottom"))):
+        first, second = pair
+        if abs(leans[first] - leans[second]) <= _MAX_FRAME_LEAN_DEG:
+            continue
+        if abs(leans[other[0]] - leans[other[1]]) <= _MAX_FRAME_LEAN_DEG:
+            frame_lean = (leans[other[0]] + leans[other[1]]) / 2
+            kept = min(pair, key=lambda name: abs(leans[name] - frame_lean))
+        else:
+            kept = max(pair, key=lambda name: sides[name].count)
+        refit = second if kept == first else first
+        points = sides[refit].points
+        found = np.count_nonzero(~np.isnan(points[:, 0]))
+        on_card = apply_homography(to_card, points)
+        line = _line_at_lean(on_card, axes[refit], leans[kept], half_band=_LEAN_BAND_PX)
+        if line is None or line[1] < _MIN_GRAPHIC_AGREEMENT * found:
+            lines[refit] = f"leans {leans[refit] - leans[kept]:+.1f} degrees against the opposite side of the frame"
+        else:
+            lines[refit] = transform_line(np.linalg.inv(to_card), line[0])
+    return lines
+
+
+def _line_at_lean(
+    points: np.ndarray, card_edge: Line, lean_deg: float, half_band: float = 1.0
+) -> tuple[Line, int] | None:
+    """The line at `lean_deg` to the card's edge through the densest band (2 `half_band` wide) of the points, and
+    how many points it holds."""
+    angle = np.radians(lean_deg)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    normal = rotation @ card_edge[:2]
+    offsets = points[~np.isnan(points[:, 0])] @ normal
+    if len(offsets) < 2:
+        return None
+    # The densest band of offsets, its centre tried in half-pixel steps.
+    centres = np.arange(np.floor(offsets.min()), np.ceil(offsets.max()) + 1.0, 0.5)
+    ordered = np.sort(offsets)
+    counts = np.searchsorted(ordered, centres + half_band, "right") - np.searchsorted(ordered, centres - half_band)
+    centre = centres[int(np.argmax(counts))]
+    band = offsets[np.abs(offsets - centre) <= half_band]
+    return np.array([normal[0], normal[1], -float(np.median(band))]), len(band)
+
+
+def _fine_graphic_line(
+    image: np.ndarray,
+    coarse: Line,
+    p0: np.ndarray,
+    p1: np.ndarray,
+    inward: np.ndarray,
+    px_per_mm: float,
+    factor: int,
+) -> Line:
+    """The frame's edge relocated at full resolution within a few pixels of the coarse line (the coarse line
+    where too few profiles find it)."""
+    if factor == 1:
+        return coarse
+    sigma = 1.0
+    half = _GRAPHIC_FINE_HALFWIDTH * factor
+    reference = _REFERENCE_MM * px_per_mm
+    a0, a1 = _project(coarse, p0), _project(coarse, p1)
+    direction = inward if coarse[:2] @ inward > 0 else -inward
+    profiles = remap_profiles(
+        image,
+        a0,
+        a1,
+        direction,
+        offset_range=(-half - reference - 3.5 * sigma, half + 3.5 * sigma),
+        offset_step=0.5,
+        spacing=max(2.0, _FINE_SPACING_MM * px_per_mm),
+        margin=_GRAPHIC_CORNER_MM * px_per_mm,
+    )
+    # The border's colour comes from just outside the window, but never nearer the card's edge than the clearance.
+    outer = _inside_positive(line_through(p0, p1), inward)
+    card_edge = -signed_distance(outer, profiles.origins) / (outer[:2] @ direction)
+    begin = np.maximum(-half - reference, card_edge + _CLEARANCE_MM * px_per_mm)
+    _, hits = first_edge_from_border(
+        profiles,
+        begin,
+        reference,
+        half,
+        sigma_px=sigma,
+        min_snr=4.0,
+        min_gradient=_min_gradient(_MIN_CONTRAST, sigma),
+    )
+    found = np.count_nonzero(hits.found)
+    if found < max(10, _MIN_GRAPHIC_COVERAGE * len(hits.offsets)):
+        return coarse
+    points = profiles.points_at(hits.offsets)
+    fit = fit_line_robust(points, inlier_threshold_px=1.5, **_FIT)
+    if fit.count >= _MIN_GRAPHIC_AGREEMENT * found and angle_between_deg(fit.line, coarse) <= _MAX_FINE_TURN_DEG:
+        return fit.line
+    # Turned by art along part of the side, in so narrow a window: parallel to the coarse line instead, whose
+    # direction comes from the whole side.
+    line = _line_at_lean(points, coarse, 0.0, half_band=1.5)
+    if line is None or line[1] < _MIN_GRAPHIC_AGREEMENT * found:
+        return coarse
+    return line[0]
+
+
+def _two_edge_rule(px_per_mm: float, spacing_px: float) -> TwoEdgeRule:
+    """Box refinement's defaults for a second straight edge along a frame's side (see cardmetry.data.refine)."""
+    return TwoEdgeRule(
+        min_share=0.15,
+        max_angle_deg=1.5,
+        min_gap_px=1.0,
+        max_mix=0.1,
+        min_continuity=0.8,
+        overhang_profiles=max(2, round(1.0 * px_per_mm / spacing_px)),
+        max_rms_px=1.4,
+    )
+
+
+def remap_profiles(
+    image: np.ndarray,
+    p0: np.ndarray,
+    p1: np.ndarray,
+    normal: np.ndarray,
+    *,
+    offset_range: tuple[float, float],
+    offset_step: float,
+    spacing: float,
+    margin: float,
+    nearest: bool = False,
+) -> Profiles:
+    """`cardmetry.geometry.edges.sample_profiles`, through OpenCV's remap: its positions are quantised to 1/32
+    px, nothing to a coarse detector, and it is many times faster. NaN where a sample falls outside the image."""
+    origins = segment_positions(p0, p1, spacing, margin)
+    count = int(np.floor((offset_range[1] - offset_range[0]) / offset_step + 1e-9)) + 1
+    offsets = offset_range[0] + offset_step * np.arange(count)
+    grid = (origins[:, None, :] + offsets[None, :, None] * normal).astype(np.float32)
+    if len(origins) == 0:
+        return Profiles(origins, normal, offsets, np.empty((0, count, *image.shape[2:])))
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    values = cv2.remap(image, grid[..., 0], grid[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE)
+    height, width = image.shape[:2]
+    x, y = grid[..., 0], grid[..., 1]
+    outside = (x < 0) | (y < 0) | (x > width - 1) | (y > height - 1)
+    values = values.astype(np.float64)
+    values[outside] = np.nan
+    return Profiles(origins, np.asarray(normal, float), offsets, values)
+
+
+def _px_per_mm(quad: np.ndarray, spec: CardSpec) -> float:
+    """The scale of a card's quad, whichever way round it lies."""
+    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    short, long = sorted((sides[0] + sides[2], sides[1] + sides[3]))
+    return float((short / spec.width_mm + long / spec.height_mm) / 4)
+
+
+def _inward_normal(p0: np.ndarray, p1: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The unit normal of the segment p0-p1 that points towards `inside`."""
+    dx, dy = np.asarray(p1, float) - np.asarray(p0, float)
+    normal = np.array([-dy, dx]) / np.hypot(dx, dy)
+    return normal if normal @ (np.asarray(inside) - (p0 + p1) / 2) > 0 else -normal
+
+
+def _line_to_full(line: Line, factor: int) -> Line:
+    """A line in reduced coordinates in the full image's (x_full = (x + 0.5) * factor - 0.5)."""
+    a, b, c = line
+    return np.array([a, b, c * factor + (a + b) * (0.5 - 0.5 * factor)])
+
+
+def _signed_angle_deg(line: Line, reference: Line) -> float:
+    """The angle turning `reference` onto `line`, in (-90, 90] degrees."""
+    return float((line_angle_deg(line) - line_angle_deg(reference) + 90) % 180 - 90)
+
+
+def _inside_positive(line: Line, inward: np.ndarray) -> Line:
+    """The line with its normal turned towards `inward`, so that points inside lie at positive distances."""
+    return line if line[:2] @ inward > 0 else -line
+
+
+def _project(line: Line, point: np.ndarray) -> np.ndarray:
+    """The foot of the perpendicular from a point to a line."""
+    return np.asarray(point, float) - signed_distance(line, point) * line[:2]
+
+
+def _min_gradient(contrast: float, sigma_px: float) -> float:
+    """The smoothed-gradient peak of a step of `contrast` blurred by about a pixel of optics."""
+    return float(contrast / (np.sqrt(2 * np.pi) * np.hypot(sigma_px, 1.0)))

@@ -1,11 +1,16 @@
 """One straight edge to sub-pixel precision, with the uncertainty of its position anywhere along it.
 
 Profiles run along image rows (for an edge nearer vertical) or columns (nearer horizontal), so each sample is a
-pixel as recorded. Colour is reduced to one value per pixel by projecting it onto the colour difference across
-the edge, the linear combination in which that edge is strongest (a yellow border against blue art is a weak
-edge in grey but a strong one here). A blurred step is fitted to every profile (`geometry.stepfit`), a robust
-line through the steps rejects what crosses the edge (art, a name plate, dust), and the residuals of the inliers
-give both the fit's RMS and, through their correlation along the edge, an honest standard error.
+pixel as recorded; a hundred or two, evenly spread along the edge, are plenty. A blurred step is fitted to every
+profile (`geometry.stepfit`), in the colour that carries the edge (a yellow border against blue art is a weak edge
+in grey but a strong one along their colour difference), a robust line through the steps rejects what crosses the
+edge (art, a name plate, dust), and the residuals of the inliers give both the fit's RMS and, through their
+correlation along the edge, an honest standard error.
+
+Two passes: a sparse one finds the edge from the coarse line where the gradient peaks, and the full one fits steps
+in windows placed on the edge found. Around a printed frame's edge the first pass also looks for a thin rule just
+inside it: the rule is a bar, and a step fitted through it is pulled by a large share of a pixel towards its
+middle; the full pass then fits the bar's far side too, with the rule's width measured once for the whole edge.
 """
 
 from __future__ import annotations
@@ -14,9 +19,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cardmetry.geometry.edges import fit_line_robust
+from cardmetry.geometry.edges import fit_line_robust, locate_edges
 from cardmetry.geometry.lines import Line, signed_distance
-from cardmetry.geometry.stepfit import fit_steps
+from cardmetry.geometry.stepfit import PooledBar, StepFits, fit_pooled_bar, fit_steps, pooled_costs
+
+SPARSE_SHARE = 4  # the first pass fits every 4th profile of the full pass
+MIN_STEP_LEVELS = 8.0  # a smaller step is no edge worth measuring
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as JPEG encodes luma
+SYSTEMATIC_SHARE = 0.15  # of the residual scatter, coherent along a plain edge (see EdgeFit.sigma_px)
+RULE_SYSTEMATIC_SHARE = 0.4  # and along an edge fitted with a rule beside it
+MIN_LINE_THRESHOLD_PX = 0.1  # the robust line takes points this close to it, or farther where steps are noisier
+SPLIT_BLOCKS = 10  # stretches along the edge compared for a second edge beside the first
+MIN_BLOCK_TOLERANCE_PX = 0.06  # a stretch's median step lies this close to its edge's line (a few times its scatter)
+RULE_PROFILES = 32  # profiles the search for a rule pools: a rule is the same all along the edge
+RULE_SEARCH_SIGMA_PX = 0.9  # the blur the search for a rule assumes where none is known; the fit measures it
+MIN_RULE_PX = 1.5  # narrower than this a rule is a line, not a bar with two edges to fit
+RULE_GAIN = 0.3  # a rule is there when two edges explain this share of what one step leaves unexplained,
+RULE_MIN_SHARE = 0.2  # the step onto the rule is at least this share of the larger of the two,
+RULE_MAX_SPREAD = 0.3  # and it varies along the edge by at most this share of itself (one ink, one border)
+NARROW_RULE_SIGMAS = 4.0  # a rule narrower than this many blur sigmas leaves its width and the blur entangled
+BLUR_AGREEMENT = 1.4  # the card edges' blur is taken for a narrow rule's when the two agree within this factor
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,12 +48,16 @@ class EdgeFit:
     line: Line
     rms_px: float  # RMS perpendicular distance of the inlier steps from the line
     inliers: int
-    profiles: int  # profiles sampled
+    profiles: int  # profiles fitted
     coverage: float  # share of profiles in which a step was found
-    contrast: float  # median step height, in projected intensity levels
+    contrast: float  # median step height, in intensity levels (the length of the colour change)
     centre_along: float  # mean position of the inliers along the edge (px)
     spread_along: float  # sum of squared deviations of their positions along the edge (px^2)
     correlation: float  # integrated autocorrelation of the residuals along the edge (>= 1)
+    blur_px: float  # median blur (Gaussian sigma) of the steps
+    rule_px: float = 0.0  # width of the printed rule fitted beside the edge, 0 where there is none
+    rule_sigma_px: float = 0.0  # what a narrow rule's width, entangled with the blur, leaves uncertain (1 sigma)
+    alternative: EdgeFit | None = None  # a second straight edge the steps off this line support, if any
 
     @property
     def direction(self) -> np.ndarray:
@@ -41,12 +67,40 @@ class EdgeFit:
         """1-sigma uncertainty of the line's perpendicular position at the foot of `point`.
 
         A straight-line fit's standard error at position t along it, sigma^2 (1/n + (t - mean)^2 / Sxx), with
-        n reduced by the residuals' correlation (neighbouring rows share blur and paper texture, so they are not
-        independent samples).
+        n reduced by the residuals' correlation (neighbouring profiles share blur and paper texture, so they are
+        not independent samples), and a share of the residuals' scatter that is the same all along the edge, which
+        no number of profiles averages away: what the step model misses of the real edge (a blur that is not quite
+        Gaussian, JPEG's coarser colour, a rule beside it). On renders the errors of one image's edges agree to 0.9
+        between fits from different coarse lines, so they are fixed by the image, not by chance; they put that
+        share at 0.15 of the scatter for a plain edge and 0.4 beside a rule. A narrow rule adds how far the edge
+        moves between the blurs that fit it (`rule_sigma_px`).
         """
         t = float(np.asarray(point, float) @ self.direction)
         leverage = 1 / self.inliers + (t - self.centre_along) ** 2 / self.spread_along
-        return float(self.rms_px * np.sqrt(self.correlation * leverage))
+        share = RULE_SYSTEMATIC_SHARE if self.rule_px else SYSTEMATIC_SHARE
+        return float(np.hypot(self.rms_px * np.sqrt(self.correlation * leverage + share**2), self.rule_sigma_px))
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A printed rule beside the edge, found by the first pass."""
+
+    shift_px: float  # from the first pass's line to the edge proper, along the profiles
+    width_px: float  # signed: towards larger coordinates along the profiles when positive
+    blur_px: float  # the blur that fits the pair best
+    sigma_px: float  # how far the edge moves between the blurs that fit a narrow rule (0 for a wide one)
+
+
+@dataclass(frozen=True)
+class _Profiles:
+    values: np.ndarray  # (n, m) grey or (n, m, channels) colour
+    positions: np.ndarray  # (n, m) pixel coordinates across the edge
+    crossing: np.ndarray  # (n,) where the line the windows were placed on crosses each profile
+    along: np.ndarray  # (n,) int: the row (near-vertical edge) or column of each profile
+    vertical: bool
+
+    def points(self, mu: np.ndarray) -> np.ndarray:
+        return np.stack([mu, self.along], axis=1) if self.vertical else np.stack([self.along, mu], axis=1)
 
 
 def fit_edge(
@@ -58,61 +112,329 @@ def fit_edge(
     half_window: int = 6,
     inside: np.ndarray | None = None,
     inner_reach: int = 3,
+    max_rule_px: float = 0.0,
+    blur_px: float | None = None,
+    max_profiles: int = 160,
     min_coverage: float = 0.3,
     min_inlier_share: float = 0.5,
 ) -> EdgeFit | str:
     """Fit the edge near the coarse line between the feet of p0 and p1 (OpenCV pixels); the reason when it cannot.
 
-    `image` is RGB or grey; `half_window` is how far either side of the coarse line each profile reaches, so the
-    coarse line must be within a few pixels of the edge. Given `inside` (a point on the inner side, such as the
-    quad's centre), a second pass fits again with profiles reaching only `inner_reach` px inward of the first
-    line: a thin printed rule just inside a frame edge is a bar, not a step, and a window that takes in its far
-    side pulls the fitted edge outward by a large share of a pixel.
+    `image` is RGB or grey; `half_window` is how far either side of the coarse line the first pass's profiles reach,
+    so the coarse line must be within a few pixels of the edge. `inside` is a point on the inner side (such as the
+    quad's centre). With `max_rule_px`, the widest printed rule to look for just inside the edge (a printed frame's
+    edge; needs `inside`), the full pass reaches only `inner_reach` px inward of the edge, past which the art begins,
+    unless a rule is found there, whose far side the window then takes in and the model fits. A narrow rule's width
+    and the blur are hard to tell apart, and a wrong width moves the edge: there `blur_px`, the blur measured on a
+    plain edge of the same image (the card's own), settles it.
     """
-    first = _fit_pass(image, coarse, p0, p1, (half_window, half_window), min_coverage, min_inlier_share)
-    if isinstance(first, str) or inside is None:
-        return first
-    reach = (half_window, inner_reach) if _inside_is_after(first.line, inside) else (inner_reach, half_window)
-    return _fit_pass(image, first.line, p0, p1, reach, min_coverage, min_inlier_share)
-
-
-def _fit_pass(
-    image: np.ndarray,
-    line: Line,
-    p0: np.ndarray,
-    p1: np.ndarray,
-    reach: tuple[int, int],
-    min_coverage: float,
-    min_inlier_share: float,
-) -> EdgeFit | str:
-    """One pass: profiles reaching reach[0] px before and reach[1] px after the line, steps, a robust line."""
-    values, positions, across, along_coord, vertical = _profiles(image, line, p0, p1, reach)
-    if len(values) < 10:
+    rows, vertical = _rows(image, coarse, p0, p1, max_profiles)
+    if len(rows) < 10:
         return "the edge is too short or runs outside the image"
-    fits = fit_steps(_project_colour(values), positions, across)
-    coverage = float(np.mean(fits.ok))
+    sparse = rows[len(rows) % SPARSE_SHARE // 2 :: SPARSE_SHARE]
+    first_profiles = _profiles(image, coarse, sparse, vertical, (half_window, half_window))
+    first = _robust_line(first_profiles, _gradient_peaks(first_profiles), 1.0, min_coverage, min_inlier_share)
+    if isinstance(first, str):
+        return first
+    line, inliers = first
+    inward = 0 if inside is None else (1 if _inside_is_after(line, inside) else -1)
+    printed = max_rule_px >= MIN_RULE_PX and inward != 0
+    rule = None
+    if printed:
+        # Beyond half_window + 4 px a rule's far side is out of every window, and the first pass cannot have
+        # landed on it either.
+        reach = int(np.ceil(min(max_rule_px, half_window + 4)))
+        rule = _find_rule(image, line, first_profiles.along[inliers], vertical, inward, reach, blur_px)
+    sigma = 1.0 if blur_px is None else blur_px
+    bar, inner = None, inner_reach if printed else half_window
+    if rule is not None:
+        sigma, bar = rule.blur_px, rule.width_px
+        line = line - np.array([0.0, 0.0, rule.shift_px * (line[0] if vertical else line[1])])
+        # Past the rule's far side the window takes in two pixels of art, so that the model sees where it lies.
+        inner = int(np.ceil(abs(bar) + 2 * sigma + 2))
+    full_profiles = _profiles(
+        image, line, rows, vertical, (half_window, inner) if inward >= 0 else (inner, half_window)
+    )
+    fits = _fit_steps(full_profiles, bar, sigma)
+    return _final_line(full_profiles, fits, rule, min_coverage, min_inlier_share)
+
+
+def _final_line(
+    profiles: _Profiles, fits: StepFits, rule: _Rule | None, min_coverage: float, min_inlier_share: float
+) -> EdgeFit | str:
+    """The robust line through the full pass's steps, with a second candidate where the steps support two lines:
+    a name plate's edge beside the frame's over part of its length, off the line or pulling it. The more numerous
+    of the two need not be the frame's; the caller tells them apart."""
+    # A few standard errors of one profile's step, so that a parallel edge a few tenths of a pixel away stays apart.
+    threshold = max(MIN_LINE_THRESHOLD_PX, 4 * float(np.nanmedian(fits.mu_std)) if fits.ok.any() else 1.0)
+    full = _robust_line(profiles, fits.mu, threshold, min_coverage, min_inlier_share)
+    if isinstance(full, str):
+        return full
+    second = _second_edge(profiles.points(fits.mu), *full, threshold)
+    if second is not None and second.sum() >= min_inlier_share * len(profiles.values):
+        lines = [
+            _robust_line(profiles, np.where(stretch, fits.mu, np.nan), threshold, 0.0, min_inlier_share)
+            for stretch in (np.isfinite(fits.mu) & ~second, second)
+        ]
+        if not any(isinstance(candidate, str) for candidate in lines):
+            alternative = _edge_fit(profiles, *lines[1], fits, rule)
+            return _edge_fit(profiles, *lines[0], fits, rule, alternative)
+    return _edge_fit(profiles, *full, fits, rule)
+
+
+def _second_edge(points: np.ndarray, line: Line, inliers: np.ndarray, threshold: float) -> np.ndarray | None:
+    """The profiles of the smaller of two stretches of the edge whose steps lie on different lines, or None.
+
+    The steps off the line are one such stretch. But a robust line through two edges a few tenths of a pixel apart
+    (or meeting at a slight angle) can run between them with every step an inlier: then short stretches along the
+    edge, each summed up by its median step, fall on two lines, and the line through the most of them (any two
+    stretches seed one) leaves out the other edge's.
+    """
+    finite = np.isfinite(points).all(axis=1)
+    safe = np.where(finite[:, None], points, 0.0)
+    residuals, along = signed_distance(line, safe), safe @ np.array([-line[1], line[0]])
+    order = np.flatnonzero(inliers)[np.argsort(along[inliers])]
+    blocks = [b for b in np.array_split(order, SPLIT_BLOCKS) if len(b)]
+    t = np.array([np.median(along[b]) for b in blocks])
+    r = np.array([np.median(residuals[b]) for b in blocks])
+    sizes = np.array([len(b) for b in blocks])
+    i, j = np.triu_indices(len(blocks), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (r[j] - r[i]) / (t[j] - t[i])
+    off = np.abs(r[None, :] - (r[i, None] + (t[None, :] - t[i, None]) * slope[:, None]))
+    members = off <= max(threshold / 2, MIN_BLOCK_TOLERANCE_PX)
+    best = members[int(np.argmax(np.where(members, sizes, 0).sum(axis=1)))] if len(i) else np.ones(len(blocks), bool)
+    if best.all():
+        others = finite & ~inliers
+        return others if others.any() else None
+    apart = np.zeros(len(points), bool)
+    for block, member in zip(blocks, best, strict=True):
+        apart[block] = not member
+    together = inliers & ~apart
+    return apart if apart.sum() < together.sum() else together
+
+
+def _gradient_peaks(profiles: _Profiles) -> np.ndarray:
+    """The strongest edge in each profile (NaN where none stands out of the noise), where the gradient peaks.
+
+    Good to a tenth of a pixel, which is all the first pass needs, and unlike a step fitted through a rule's bar it
+    lands on one of the bar's two edges, not between them. The smoothing is light so that the two stay apart.
+    """
+    offsets = np.arange(profiles.values.shape[1], dtype=float)
+    # No noise test: in a window this short a rule's two edges inflate the noise estimate from pixel differences;
+    # the robust line sorts out what noise alone found.
+    hits = locate_edges(profiles.values, offsets, sigma_px=0.7, min_snr=0.0, min_gradient=MIN_STEP_LEVELS / 4)
+    return profiles.positions[:, 0] + hits.offsets
+
+
+def _fit_steps(profiles: _Profiles, bar_width: float | None, sigma: float) -> StepFits:
+    """A step in every profile, or a step and a rule's far side. A wide rule's width is fitted in each profile: it
+    changes along the edge under perspective, and a far side blurred more than the near one (JPEG halves the
+    resolution of colour) is then met where it lies; a narrow rule keeps the width its pooled fit found, which a
+    single profile could not tell from its blur.
+
+    A plain step changes colour along one direction, so its profiles are first reduced to that one channel (a third
+    of the work); a rule's two sides change colour along two.
+    """
+    values = profiles.values if bar_width is not None else _project_colour(profiles.values)
+    return fit_steps(
+        values,
+        profiles.positions,
+        profiles.crossing,
+        sigma0=sigma,
+        bar_width=bar_width,
+        fit_bar_width=bar_width is not None and abs(bar_width) >= NARROW_RULE_SIGMAS * sigma,
+        min_step=MIN_STEP_LEVELS,
+    )
+
+
+def _robust_line(
+    profiles: _Profiles, mu: np.ndarray, threshold: float, min_coverage: float, min_inlier_share: float
+) -> tuple[Line, np.ndarray] | str:
+    """A robust line through the edge found in each profile (NaN: none): the line and which profiles are inliers.
+
+    The line's seed is the one the most points lie close to, within `threshold` px, and the refinement keeps at
+    least the points that close: where a name plate's edge runs beside the frame's over part of its length, or
+    meets it at a slight angle, a seed or a cut-off that took in every point within a loose threshold could cross
+    both, and the refinement would settle on a tilted compromise.
+    """
+    if len(profiles.values) < 3:
+        return "the edge is too short or runs outside the image"
+    coverage = float(np.mean(np.isfinite(mu)))
     if coverage < min_coverage:
         return f"a step was found in only {coverage:.0%} of the profiles across it (weak or absent edge)"
-    mu, other = fits.mu[fits.ok], along_coord[fits.ok]
-    points = np.stack([mu, other], axis=1) if vertical else np.stack([other, mu], axis=1)
-    robust = fit_line_robust(points, inlier_threshold_px=1.0)
-    inlier_share = robust.count / len(values)
+    robust = fit_line_robust(
+        profiles.points(mu), inlier_threshold_px=threshold, min_cutoff_px=threshold, seed_score="closeness"
+    )
+    inlier_share = robust.count / len(profiles.values)
     if inlier_share < min_inlier_share:
         return f"only {inlier_share:.0%} of the profiles agree on one straight edge"
-    kept = points[robust.inliers]
-    residuals = signed_distance(robust.line, kept)
-    along = kept @ np.array([-robust.line[1], robust.line[0]])
+    return robust.line, robust.inliers
+
+
+def _edge_fit(
+    profiles: _Profiles,
+    line: Line,
+    inliers: np.ndarray,
+    fits: StepFits,
+    rule: _Rule | None,
+    alternative: EdgeFit | None = None,
+) -> EdgeFit:
+    """The line with what its inlier steps say about it."""
+    kept = profiles.points(fits.mu)[inliers]
+    residuals = signed_distance(line, kept)
+    along = kept @ np.array([-line[1], line[0]])
     return EdgeFit(
-        line=robust.line,
+        line=line,
         rms_px=float(np.sqrt(np.mean(residuals**2))),
-        inliers=int(robust.count),
-        profiles=len(values),
-        coverage=coverage,
+        inliers=int(inliers.sum()),
+        profiles=len(profiles.values),
+        coverage=float(np.mean(fits.ok)),
         contrast=float(np.median(np.abs(fits.step[fits.ok]))),
         centre_along=float(along.mean()),
         spread_along=float(np.sum((along - along.mean()) ** 2)),
         correlation=_integrated_autocorrelation(residuals[np.argsort(along)]),
+        blur_px=float(np.median(fits.sigma[inliers])),
+        rule_px=0.0 if rule is None else abs(rule.width_px),
+        rule_sigma_px=0.0 if rule is None else rule.sigma_px,
+        alternative=alternative,
     )
+
+
+def _find_rule(
+    image: np.ndarray, line: Line, along: np.ndarray, vertical: bool, inward: int, reach: int, blur: float | None
+) -> _Rule | None:
+    """A printed rule at the edge, from all the first pass's inlier profiles together, or None.
+
+    The first pass's line lies on one of the rule's two edges (or between them, pulled by the bar): on its outer
+    edge, the frame's, when the coarse line was near it, or on its inner one when that was the stronger. So the
+    search pairs a step near the line with a second step anywhere within `reach`; the rule is there when the pair
+    explains the profiles far better than the step alone, and the frame's edge is the pair's outer step. A coarse
+    grid over the pair and the blur finds it, a pooled fit measures it: a width off by 0.1 px moves the edge
+    fitted with it by some 0.04 px.
+    """
+    along = along[:: max(1, len(along) // RULE_PROFILES)]
+    profiles = _profiles(image, line, along, vertical, (reach + 3, reach + 3))
+    data = (_luma_if_it_carries(profiles.values), profiles.positions, profiles.crossing)
+    anchors, offsets = np.arange(-1.5, 1.51, 0.5), np.arange(-reach, reach + 1e-9, 0.5)
+    # The grid's blur matters: too wide a blur makes a narrow rule look narrower still, and the fit from there may
+    # merge its two sides into one blurred step.
+    search_sigma = blur or RULE_SEARCH_SIGMA_PX
+    single, pair = _pair_costs(data, search_sigma, anchors, offsets)
+    best_single = float(single.min())
+    i, j = np.unravel_index(int(np.argmin(pair)), pair.shape)
+    if not best_single > 0 or best_single - pair[i, j] < RULE_GAIN * best_single:
+        return None
+    start = (anchors[i], offsets[j] - anchors[i])
+    bar = fit_pooled_bar(*data, *start, search_sigma)
+    spread = 0.0
+    if blur and abs(bar.width) < NARROW_RULE_SIGMAS * bar.sigma:
+        # The card's own blur settles a narrow rule's width, unless it is far from the print's (a colour-only card
+        # edge, which JPEG blurs): then it is no guide. How far the edge moves between the two blurs is a measure
+        # of what the entanglement leaves uncertain.
+        held = fit_pooled_bar(*data, *start, blur, fit_sigma=False)
+        spread = abs(_sides(held, inward)[0] - _sides(bar, inward)[0]) / 2
+        if abs(np.log(blur / bar.sigma)) < np.log(BLUR_AGREEMENT):
+            bar = held
+    if abs(bar.width) < MIN_RULE_PX:  # the two steps merged into one: a blurrier edge, not a rule
+        return None
+    outer, inner = _sides(bar, inward)
+    first_is_outer = outer == bar.offset
+    if not _printed_rule(bar.heights[:, 0 if first_is_outer else 1], bar.heights[:, 1 if first_is_outer else 0]):
+        return None
+    return _Rule(shift_px=outer, width_px=inner - outer, blur_px=bar.sigma, sigma_px=spread)
+
+
+def _sides(bar: PooledBar, inward: int) -> tuple[float, float]:
+    """The bar's outer side (the frame's edge, towards the border) and its inner side, as offsets."""
+    ends = (bar.offset, bar.offset + bar.width)
+    return ends if inward * bar.width > 0 else ends[::-1]
+
+
+def _printed_rule(outer: np.ndarray, inner: np.ndarray) -> bool:
+    """Whether a pair of steps, per profile (n, channels), outer (from the border) and inner (into the art), is a
+    printed rule: a bar of ink of one colour all along the edge, clearly apart from the border's.
+
+    A halo that sharpening or JPEG leaves beside an edge is a faint bar; a gradient in the art, which a second
+    step also explains in part, changes the first step's colour along the edge with the art; an edge between two
+    colours that JPEG blurred (it halves the resolution of colour) looks like two steps the same way, no bar.
+    """
+    typical = np.median(outer, axis=0)
+    height = float(np.linalg.norm(typical))
+    if height < 2 * MIN_STEP_LEVELS:
+        return False
+    spread = float(np.median(np.linalg.norm(outer - typical, axis=1)))
+    strong = height >= RULE_MIN_SHARE * max(height, float(np.median(np.linalg.norm(inner, axis=1))))
+    turns_back = float(np.median(inner @ typical)) / height**2 <= -RULE_MIN_SHARE
+    return strong and turns_back and spread <= RULE_MAX_SPREAD * height
+
+
+def _pair_costs(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray], sigma: float, anchors: np.ndarray, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled costs of one step at each anchor, and of two at each anchor and offset at least MIN_RULE_PX apart."""
+    single, pair = pooled_costs(*data, sigma, offsets, anchors)
+    apart = np.abs(offsets[None, :] - anchors[:, None]) >= MIN_RULE_PX
+    return single, np.where(apart, pair, np.inf)
+
+
+def _rows(
+    image: np.ndarray, coarse: Line, p0: np.ndarray, p1: np.ndarray, max_profiles: int
+) -> tuple[np.ndarray, bool]:
+    """At most `max_profiles` rows (near-vertical edge) or columns, evenly spread between the feet of p0 and p1."""
+    a, b, _ = coarse
+    vertical = abs(a) >= abs(b)
+    axis = 1 if vertical else 0  # which coordinate of p0/p1 runs along the edge
+    lo, hi = sorted((float(p0[axis]), float(p1[axis])))
+    limit = image.shape[0] if vertical else image.shape[1]
+    first, last = max(int(np.ceil(lo)), 0), min(int(np.floor(hi)), limit - 1)
+    if last < first:
+        return np.empty(0, int), vertical
+    count = min(last - first + 1, max_profiles)
+    return np.unique(np.rint(np.linspace(first, last, count)).astype(int)), vertical
+
+
+def _profiles(image: np.ndarray, line: Line, along: np.ndarray, vertical: bool, reach: tuple[int, int]) -> _Profiles:
+    """Pixel windows across the line at each of the rows (or columns) `along`, reaching reach[0] pixels towards
+    smaller and reach[1] towards larger coordinates; those that would leave the image are dropped."""
+    a, b, c = line
+    crossing = -(b * along + c) / a if vertical else -(a * along + c) / b
+    start = np.rint(crossing).astype(int) - reach[0]
+    span = reach[0] + reach[1] + 1
+    keep = (start >= 0) & (start + span <= (image.shape[1] if vertical else image.shape[0]))
+    along, crossing, start = along[keep], crossing[keep], start[keep]
+    index = start[:, None] + np.arange(span)
+    values = image[along[:, None], index] if vertical else image[index, along[:, None]]
+    return _Profiles(values.astype(float), index.astype(float), crossing, along, vertical)
+
+
+def _luma_if_it_carries(values: np.ndarray) -> np.ndarray:
+    """Colour profiles (n, m, 3) as luma where luma carries a fair share of the contrast; otherwise as they are.
+
+    JPEG keeps colour at half the resolution of luma, so a rule's sides are blurrier in colour than in luma, and a
+    rule's width fitted with one blur for both is off; luma has the blur of the optics alone.
+    """
+    if values.ndim == 2:
+        return values
+    luma = values @ LUMA_WEIGHTS
+    luma_range = np.median(np.ptp(luma, axis=1))
+    colour_range = np.median(np.max(np.ptp(values, axis=1), axis=1))
+    return luma if luma_range >= max(2 * MIN_STEP_LEVELS, 0.25 * colour_range) else values
+
+
+def _project_colour(values: np.ndarray) -> np.ndarray:
+    """Colour profiles (n, m, 3) to one value per pixel along each profile's own colour difference across its edge
+    (the mean of its last two pixels less that of its first two); grey as is.
+
+    A yellow border against blue art is a weak edge in grey but a strong one along that difference; each profile
+    takes its own, since the art beside a frame's edge changes colour along it.
+    """
+    if values.ndim == 2:
+        return values
+    difference = values[:, -2:].mean(axis=1) - values[:, :2].mean(axis=1)
+    norm = np.linalg.norm(difference, axis=1, keepdims=True)
+    weights = np.where(norm > 1e-6, difference / np.maximum(norm, 1e-6), 1 / np.sqrt(3))
+    return np.einsum("nmc,nc->nm", values, weights)
 
 
 def _inside_is_after(line: Line, inside: np.ndarray) -> bool:
@@ -122,42 +444,6 @@ def _inside_is_after(line: Line, inside: np.ndarray) -> bool:
     if abs(a) >= abs(b):
         return x > -(b * y + c) / a
     return y > -(a * x + c) / b
-
-
-def _profiles(
-    image: np.ndarray, coarse: Line, p0: np.ndarray, p1: np.ndarray, reach: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Pixel windows across the line, one per row (near-vertical edge) or column (near-horizontal), reaching
-    reach[0] pixels towards smaller and reach[1] towards larger coordinates."""
-    a, b, c = coarse
-    vertical = abs(a) >= abs(b)
-    height, width = image.shape[:2]
-    axis = 1 if vertical else 0  # which coordinate of p0/p1 runs along the edge
-    lo, hi = sorted((float(p0[axis]), float(p1[axis])))
-    along = np.arange(int(np.ceil(lo)), int(np.floor(hi)) + 1)
-    limit = height if vertical else width
-    along = along[(along >= 0) & (along < limit)]
-    # Where the line crosses each row (or column), and the pixels either side of it.
-    crossing = -(b * along + c) / a if vertical else -(a * along + c) / b
-    start = np.rint(crossing).astype(int) - reach[0]
-    span = reach[0] + reach[1] + 1
-    other_limit = width if vertical else height
-    keep = (start >= 0) & (start + span <= other_limit)
-    along, crossing, start = along[keep], crossing[keep], start[keep]
-    index = start[:, None] + np.arange(span)
-    values = image[along[:, None], index] if vertical else image[index, along[:, None]]
-    return values.astype(float), index.astype(float), crossing, along.astype(float), vertical
-
-
-def _project_colour(values: np.ndarray) -> np.ndarray:
-    """Colour profiles (n, m, 3) to one value per pixel along the colour difference across the edge; grey as is."""
-    if values.ndim == 2:
-        return values
-    first, last = values[:, :3].reshape(-1, 3), values[:, -3:].reshape(-1, 3)
-    difference = np.median(last, axis=0) - np.median(first, axis=0)
-    norm = np.linalg.norm(difference)
-    weights = difference / norm if norm > 1e-6 else np.full(3, 1 / np.sqrt(3))
-    return values @ weights
 
 
 def _integrated_autocorrelation(residuals: np.ndarray, max_lag: int = 50) -> float:

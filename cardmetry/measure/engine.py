@@ -16,13 +16,16 @@ import numpy as np
 from cardmetry.geometry.homography import apply_homography, image_to_card, transform_line
 from cardmetry.geometry.lines import QUAD_SIDES, align_quad, order_quad, quad_edges, quad_from_lines, upright_quad
 from cardmetry.geometry.specs import EDGES, CardSpec, Edge
-from cardmetry.geometry.stations import border_widths, centering, frame_skew_deg
+from cardmetry.geometry.stations import border_widths, centering, frame_skew_deg, station_ends
 from cardmetry.measure.edgefit import EdgeFit, fit_edge
 from cardmetry.measure.result import Measurement, PointResult, Refusal
 
 OUTER_CORNER_CLEARANCE_MM = 4.0  # the card's 3 mm corner radius, and a millimetre for wear
 GRAPHIC_CORNER_CLEARANCE_MM = 1.5  # printed frames round their corners less, if at all
 MAX_FRAME_SHEAR_DEG = 0.3  # a printed frame is a rigid rectangle: its edges turn together, within this
+MAX_RULE_MM = 0.6  # a printed rule at the frame's edge is thinner than this; wider, it is a border of its own
+MIN_RULE_PX_PER_MM = 5.0  # below this a rule is a pixel or so wide: a line, not a bar whose two sides a fit can tell
+CLEARLY_TURNED_DEG = 0.05  # an edge's second candidate turns with the frame this much better to replace the first
 MIN_PX_PER_MM = 8.0  # below about 200 dpi a pixel is wider than the precision a grader needs
 WEAK_EDGE_LEVELS = 20.0  # a step smaller than this (of 255) is measured but flagged
 
@@ -60,7 +63,14 @@ def measure_borders(
             p0, p1 = quad[QUAD_SIDES[edge][0]], quad[QUAD_SIDES[edge][1]]
             step = (p1 - p0) / np.linalg.norm(p1 - p0) * clearance * px_per_mm
             result = fit_edge(
-                image, line, p0 + step, p1 - step, inside=quad.mean(axis=0), min_inlier_share=min_share[role]
+                image,
+                line,
+                p0 + step,
+                p1 - step,
+                inside=quad.mean(axis=0),
+                max_rule_px=MAX_RULE_MM * px_per_mm if role == "graphic" and px_per_mm >= MIN_RULE_PX_PER_MM else 0.0,
+                blur_px=_blur(fits["outer"]) if role == "graphic" else None,
+                min_inlier_share=min_share[role],
             )
             if isinstance(result, str):
                 return Refusal(image_name, side, f"{role} {edge} edge: {result}", flags)
@@ -71,8 +81,9 @@ def measure_borders(
                 flags.append(f"{role} {edge} edge partly occluded ({result.inliers / result.profiles:.0%} on the line)")
 
     outer_quad = _quad(fits["outer"])
-    graphic_quad = _quad(fits["graphic"])
     to_card = image_to_card(outer_quad, spec)
+    fits["graphic"] = _frame_edges(fits["graphic"], to_card)
+    graphic_quad = _quad(fits["graphic"])
     lines_mm = {edge: transform_line(to_card, fits["graphic"][edge].line) for edge in EDGES}
     skew = frame_skew_deg(lines_mm)
     rigid = _rigid_frame_problem(skew)
@@ -88,7 +99,7 @@ def measure_borders(
     to_image = np.linalg.inv(to_card)
     points = []
     for w in widths:
-        graphic_point, outer_point = _station_points(w.station.edge, w.station.position_mm, w.border_mm, spec)
+        graphic_point, outer_point = station_ends(w.station, w.border_mm, spec)
         g_px, o_px = apply_homography(to_image, np.array([graphic_point, outer_point]))
         local_px_per_mm = float(np.linalg.norm(g_px - o_px) / max(w.border_mm, 1e-9))
         sigma_px = np.hypot(
@@ -124,19 +135,34 @@ def _quad(fits: dict[Edge, EdgeFit]) -> np.ndarray:
     return quad_from_lines(fits["top"].line, fits["right"].line, fits["bottom"].line, fits["left"].line)
 
 
+def _blur(fits: dict[Edge, EdgeFit]) -> float:
+    """The image's blur as the card's own edges show it: plain steps, where a rule's bar cannot mislead it."""
+    return float(np.median([f.blur_px for f in fits.values()]))
+
+
 def _rms(fits: dict[Edge, EdgeFit]) -> float:
     return float(np.sqrt(np.mean([f.rms_px**2 for f in fits.values()])))
 
 
-def _station_points(edge: Edge, position: float, border: float, spec: CardSpec) -> tuple[np.ndarray, np.ndarray]:
-    """A station's point on the graphic edge and its foot on the outer edge, in card mm."""
-    w, h = spec.size_mm
-    return {
-        "left": (np.array([border, position]), np.array([0.0, position])),
-        "right": (np.array([w - border, position]), np.array([w, position])),
-        "top": (np.array([position, border]), np.array([position, 0.0])),
-        "bottom": (np.array([position, h - border]), np.array([position, h])),
-    }[edge]
+def _frame_edges(fits: dict[Edge, EdgeFit], to_card: np.ndarray) -> dict[Edge, EdgeFit]:
+    """Each graphic edge's fit, or the second straight edge its steps support where that one turns with the rest of
+    the frame clearly better: a name plate printed square to the card lies across a frame printed askew, and where
+    its edge runs beside the frame's over most of the frame's length, it is the line more steps agree on. Where the
+    two turn alike, the one more steps agree on stays."""
+    chosen = dict(fits)
+    for edge, fit in fits.items():
+        if fit.alternative is None:
+            continue
+        if _lean_deg(fits, edge, fit, to_card) - _lean_deg(fits, edge, fit.alternative, to_card) > CLEARLY_TURNED_DEG:
+            chosen[edge] = fit.alternative
+    return chosen
+
+
+def _lean_deg(fits: dict[Edge, EdgeFit], edge: Edge, candidate: EdgeFit, to_card: np.ndarray) -> float:
+    """How far a candidate for one edge turns from the frame's other three edges (their median angle)."""
+    lines = {e: transform_line(to_card, (candidate if e == edge else fits[e]).line) for e in EDGES}
+    skew = frame_skew_deg(lines)
+    return abs(skew[edge] - float(np.median([skew[e] for e in EDGES if e != edge])))
 
 
 def _rigid_frame_problem(skew: dict[str, float]) -> str | None:

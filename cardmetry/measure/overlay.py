@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from cardmetry.geometry.homography import apply_homography, image_to_card
-from cardmetry.geometry.specs import CardSpec, Station
+from cardmetry.geometry.stations import station_ends
 from cardmetry.measure.outputs import atomic_write
 from cardmetry.measure.result import Measurement, Refusal
 
@@ -111,22 +111,10 @@ def station_marks(result: Measurement) -> list[StationMark]:
     marks = []
     for station in spec.stations():
         border = widths[station.id]
-        graphic_mm, outer_mm = _station_points_mm(station, border, spec)
+        graphic_mm, outer_mm = station_ends(station, border, spec)
         g_px, o_px = apply_homography(to_image, np.array([graphic_mm, outer_mm]))
         marks.append(StationMark(station.id, o_px, g_px, border, station.id in worst))
     return marks
-
-
-def _station_points_mm(station: Station, border: float, spec: CardSpec) -> tuple[np.ndarray, np.ndarray]:
-    """A station's point on the graphic edge and its foot on the outer edge, in card mm (as the engine has them)."""
-    w, h = spec.size_mm
-    p = station.position_mm
-    return {
-        "left": (np.array([border, p]), np.array([0.0, p])),
-        "right": (np.array([w - border, p]), np.array([w, p])),
-        "top": (np.array([p, border]), np.array([p, 0.0])),
-        "bottom": (np.array([p, h - border]), np.array([p, h])),
-    }[station.edge]
 
 
 def _worst_ids(centering: dict[str, object]) -> set[str]:

@@ -7,20 +7,25 @@ import time
 import numpy as np
 
 from cardmetry.geometry.specs import CardSpec
-from cardmetry.measure.classical import detect_graphic, detect_outer
+from cardmetry.measure.classical import Reduced, detect_graphic, detect_outer
 from cardmetry.measure.engine import measure_borders
+from cardmetry.measure.quality import suspected_sleeve_edge
 from cardmetry.measure.result import Measurement, Refusal
 
 
 def measure_image(image: np.ndarray, spec: CardSpec, *, side: str = "front", name: str = "") -> Measurement | Refusal:
     """Measure one RGB image (reading files is the caller's: see `cardmetry.data.images.load_image`)."""
     start = time.perf_counter()
-    outer = detect_outer(image, spec)
+    reduced = Reduced.of(image)  # the detectors' and the sleeve check's working copy, made once
+    outer = detect_outer(image, spec, reduced=reduced)
     if isinstance(outer, str):
         return Refusal(name, side, f"outer border: {outer}")
-    graphic = detect_graphic(image, outer, spec)
+    sleeve = suspected_sleeve_edge(image, outer, spec, reduced=reduced)
+    graphic = detect_graphic(image, outer, spec, reduced=reduced)
     if isinstance(graphic, str):
-        return Refusal(name, side, f"graphic border: {graphic}")
+        return Refusal(name, side, f"graphic border: {graphic}", [sleeve] if sleeve else [])
     result = measure_borders(image, outer, graphic, spec, side=side, image_name=name)
+    if sleeve:
+        result.flags.append(sleeve)
     result.timing_ms["total"] = (time.perf_counter() - start) * 1000
     return result

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cardmetry.geometry.lines import line_through
+from cardmetry.geometry.lines import line_through, signed_distance
 from cardmetry.geometry.specs import STANDARD
-from cardmetry.geometry.stations import border_widths, centering, frame_skew_deg, side_means
+from cardmetry.geometry.stations import border_widths, centering, frame_skew_deg, side_means, station_ends
 
 
 def frame_lines(left: float, right: float, top: float, bottom: float) -> dict[str, np.ndarray]:
@@ -54,3 +54,15 @@ def test_skew_of_a_turned_frame() -> None:
     }
     skew = frame_skew_deg(lines)
     assert skew == pytest.approx({"frame": 0.5, "left": 0.5, "right": 0.5, "top": 0.5, "bottom": 0.5})
+
+
+def test_station_ends_span_the_measured_width_on_the_graphic_line() -> None:
+    # A leaning frame: each station's graphic end lies on its graphic line, its outer end on the card edge,
+    # and the two are the measured width apart.
+    lines = frame_lines(2.0, 3.0, 4.0, 1.5)
+    lines["left"] = line_through((2.5, 0), (1.5, STANDARD.height_mm))
+    for width in border_widths(lines, STANDARD):
+        graphic, outer = station_ends(width.station, width.border_mm, STANDARD)
+        assert abs(signed_distance(lines[width.station.edge], graphic[None])[0]) < 1e-9
+        assert np.linalg.norm(graphic - outer) == pytest.approx(width.border_mm)
+        assert min(outer[0], outer[1], STANDARD.width_mm - outer[0], STANDARD.height_mm - outer[1]) == 0

@@ -54,6 +54,32 @@ def test_colour_edges_are_found_in_the_colour_that_carries_them() -> None:
     assert all(isinstance(f, EdgeFit) for f in fits.values()), fits
 
 
+@pytest.mark.parametrize("rule_mm", [0.0, 0.17, 0.4])
+def test_a_printed_rule_inside_the_frame_is_found_and_fitted_as_a_bar(rule_mm: float) -> None:
+    # At 300 dpi a 0.17 mm rule is two pixels: a bar whose far side lies in any window that holds the frame's edge,
+    # and a step fitted through it lands some 0.4 px off. A 0.4 mm rule is five pixels, its far side out of reach.
+    scene = sample_scene(6, dpi=300)
+    look = dataclasses.replace(scene.look, rule_width_mm=rule_mm, crossings=(), low_contrast_edge="none")
+    rendered = render(dataclasses.replace(scene, look=look))
+    quad, px_per_mm = rendered.truth.graphic_quad_px, rendered.truth.px_per_mm
+    for name, line in quad_edges(quad).items():
+        p0, p1 = quad[QUAD_SIDES[name][0]], quad[QUAD_SIDES[name][1]]
+        step = (p1 - p0) / np.linalg.norm(p1 - p0) * 2 * px_per_mm
+        fit = fit_edge(
+            rendered.image,
+            line + np.array([0, 0, 1.2]),
+            p0 + step,
+            p1 - step,
+            inside=quad.mean(axis=0),
+            max_rule_px=0.6 * px_per_mm,
+        )
+        assert isinstance(fit, EdgeFit), f"{name}: {fit}"
+        assert fit.rule_px == pytest.approx(rule_mm * px_per_mm, abs=0.3), name
+        middle = quad[list(QUAD_SIDES[name])].mean(axis=0)
+        error = abs(float(signed_distance(fit.line, middle[None])[0]))
+        assert error < 0.08, f"{name}: {error:.3f} px"
+
+
 @pytest.mark.parametrize(
     ("case", "reason"),
     [

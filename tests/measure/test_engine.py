@@ -19,20 +19,14 @@ def coarse(quad: np.ndarray, seed: int, jitter_px: float = 1.5) -> np.ndarray:
     return quad + np.random.default_rng(seed).uniform(-jitter_px, jitter_px, quad.shape)
 
 
-KNOWN_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="work in progress on the measurement issue: at 300 dpi a 0.17 mm "
-    "rule is two pixels, a bar rather than a step, and a plate's edge enters the window",
-)
-
-
 @pytest.mark.parametrize(
     ("seed", "dpi"),
     [
         (101, 600),  # a thin dark rule at the frame edge
         (104, 600),  # a name plate across the frame's bottom edge
-        pytest.param(101, 300, marks=KNOWN_GAP),  # the same rule, two pixels wide
-        pytest.param(104, 300, marks=KNOWN_GAP),  # the same plate, nearer the edge in pixels
+        (101, 300),  # the same rule, two pixels wide: a bar rather than a step
+        (104, 300),  # the same plate, nearer the edge in pixels
+        (204, 600),  # a plate whose edge meets the frame's bottom edge at 0.15 deg, over 40 % of its length
     ],
 )
 def test_widths_match_the_truth_of_scans(seed: int, dpi: int) -> None:

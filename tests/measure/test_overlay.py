@@ -13,10 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cardmetry.data.synth import render, sample_scene
 from cardmetry.geometry.homography import apply_homography, image_to_card
 from cardmetry.geometry.specs import CardSpec
-from cardmetry.measure.engine import measure_borders
 from cardmetry.measure.overlay import (
     GRAPHIC_COLOUR,
     OUTER_COLOUR,
@@ -28,18 +26,12 @@ from cardmetry.measure.overlay import (
     station_marks,
     write_png,
 )
-from cardmetry.measure.result import Measurement, Refusal
+from cardmetry.measure.result import Refusal
 
 
 @pytest.fixture(scope="module")
-def card():
-    scene = sample_scene(3, dpi=200)
-    rendered = render(scene)
-    result = measure_borders(
-        rendered.image, rendered.truth.outer_quad_px, rendered.truth.graphic_quad_px, scene.spec, image_name="c.png"
-    )
-    assert isinstance(result, Measurement), getattr(result, "reason", "")
-    return rendered, result
+def card(measured_card):
+    return measured_card
 
 
 def alpha(overlay_px: np.ndarray, original_px: np.ndarray, colour: tuple[int, int, int]) -> float:

@@ -12,10 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cardmetry.data.synth import render, sample_scene
-from cardmetry.measure.engine import measure_borders
 from cardmetry.measure.report import CARD_IMAGE_PX, render_report
-from cardmetry.measure.result import Measurement, Refusal
+from cardmetry.measure.result import Refusal
 
 GRADES = {
     "psa": {"ceiling": 10, "table": "psa-2025", "label": "Gem Mint"},
@@ -54,13 +52,8 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def card():
-    scene = sample_scene(3, dpi=200)
-    rendered = render(scene)
-    result = measure_borders(
-        rendered.image, rendered.truth.outer_quad_px, rendered.truth.graphic_quad_px, scene.spec, image_name="c.png"
-    )
-    assert isinstance(result, Measurement), getattr(result, "reason", "")
+def card(measured_card):
+    rendered, result = measured_card
     return rendered.image, replace(result, grades=GRADES)
 
 
