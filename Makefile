@@ -31,6 +31,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/synth_speed.py
 	$(BIN)/python bench/refine_real_scans.py
+	$(BIN)/python bench/measure_accuracy.py
+	$(BIN)/python bench/measure_real_scans.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache cardmetry-data

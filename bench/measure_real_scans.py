@@ -27,16 +27,17 @@ from cardmetry.data.images import load_image
 from cardmetry.data.instances import label_to_cv
 from cardmetry.geometry.lines import QUAD_SIDES, line_through, signed_distance
 from cardmetry.geometry.specs import STANDARD
-from cardmetry.measure.overlay import draw_overlay, write_png
+from cardmetry.measure.files import write_png
+from cardmetry.measure.overlay import draw_overlay
 from cardmetry.measure.pipeline import measure_image
-from cardmetry.measure.result import Measurement
+from cardmetry.measure.result import Measurement, Refusal
 from cardmetry.measure.rr import perturb, repeatability, sample_perturbations
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCANS = REPO.parent / "shared" / "data" / "real-scans"
 RESULTS = REPO / "bench" / "results" / "measure_real_scans.md"
 IMAGES = REPO / "docs" / "img" / "measure"
-OVERLAY_SCANS = ("Test001", "Test011", "Test029", "Test043", "Test058", "Test061")
+OVERLAY_SCANS = ("Test001", "Test003", "Test029", "Test037", "Test054", "Test058")
 PX_PER_MM = 600 / 25.4
 OUTER_BGR, GRAPHIC_BGR = (255, 0, 255), (0, 200, 255)  # magenta and amber: rare on cards and on the dark lid
 
@@ -81,6 +82,17 @@ def crops_sheet(image: np.ndarray, result: Measurement, half: int = 20, zoom: in
     return np.concatenate([top, np.full((4, top.shape[1], 3), 255, np.uint8), bottom], axis=0)
 
 
+def write_overlays(image: np.ndarray, result: Measurement | Refusal, name: str) -> None:
+    """The overlay at 1000 px tall as JPEG (the whole card, to look at), and the 6x edge crops as PNG (to check
+    that the lines sit on the edges)."""
+    overlay = draw_overlay(image, result)
+    scale = 1000 / overlay.shape[0]
+    small = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(IMAGES / f"{name}.jpg"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if isinstance(result, Measurement):
+        write_png(IMAGES / f"{name}-edges.png", cv2.cvtColor(crops_sheet(image, result), cv2.COLOR_BGR2RGB))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scans", type=Path, default=DEFAULT_SCANS)
@@ -90,19 +102,15 @@ def main() -> None:
     rescans = sample_perturbations(args.perturb, seed=0)
     rows, refusals, flags, offsets, spreads, timings = [], [], [], [], [], []
     IMAGES.mkdir(parents=True, exist_ok=True)
+    for old in [*IMAGES.glob("Test*.jpg"), *IMAGES.glob("Test*-edges.png")]:
+        old.unlink()  # a scan no longer in the list, or no longer measured, leaves no stale picture
     for name in names:
         image = load_image(args.scans / "images" / f"{name}.jpg")
         start = time.perf_counter()
         result = measure_image(image, STANDARD, name=name)
         timings.append((time.perf_counter() - start) * 1000)
         if name in OVERLAY_SCANS:
-            overlay = draw_overlay(image, result)
-            scale = 1000 / overlay.shape[0]
-            write_png(
-                IMAGES / f"{name}.png", cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            )
-            if isinstance(result, Measurement):
-                write_png(IMAGES / f"{name}-edges.png", cv2.cvtColor(crops_sheet(image, result), cv2.COLOR_BGR2RGB))
+            write_overlays(image, result, name)
         if not isinstance(result, Measurement):
             refusals.append(f"- {name}: {result.reason}")
             rows.append(f"| {name} | refused | | | | |")
@@ -145,7 +153,9 @@ def main() -> None:
             else "- No outer side to compare with the label boxes.",
             f"- Repeatability under {args.perturb} perturbations: per card, the median over its 24 stations of the "
             f"std; over cards, median {np.median(median_stds):.4f} mm, 90th percentile "
-            f"{np.percentile(median_stds, 90):.4f} mm, worst {median_stds[-1]:.4f} mm."
+            f"{np.percentile(median_stds, 90):.4f} mm, worst {median_stds[-1]:.4f} mm. Per card, the largest "
+            f"station std: median over cards {np.median([s.worst_station.std_mm for s in spreads]):.4f} mm. "
+            f"Rescans refused: {sum(len(s.refused) for s in spreads)} of {len(spreads) * args.perturb}."
             if median_stds
             else "- No card measured twice.",
             "",

@@ -365,8 +365,9 @@ def measure(
     """Measure cards' centering at the 24 stations, with uncertainty, skew, flags and grade ceilings.
     Exit 0 when every card measured, 1 when any was refused or unreadable (each reason on stderr)."""
     from cardmetry.geometry.specs import card_spec
+    from cardmetry.measure.files import write_text_atomic
     from cardmetry.measure.grades import load_tables
-    from cardmetry.measure.outputs import document_text, output_stems, summary_csv, summary_row, write_text_atomic
+    from cardmetry.measure.outputs import document_text, output_stems, summary_csv, summary_row, write_pictures
 
     if side not in ("front", "back"):
         raise _fail(f"--side must be front or back, not {side!r}")
@@ -394,8 +395,10 @@ def measure(
             rows.append(summary_row(result))
             if out_dir is not None:
                 write_text_atomic(out_dir / f"{stem}.json", document_text(result))
-                _write_pictures(image, result, out_dir / f"{stem}.overlay.png", out_dir / f"{stem}.report.html")
-            _write_pictures(image, result, overlay, report)
+                if image is not None:
+                    write_pictures(image, result, out_dir / f"{stem}.overlay.png", out_dir / f"{stem}.report.html")
+            if image is not None:
+                write_pictures(image, result, overlay, report)
             if progress:
                 progress.advance(task)
             if result.status != "ok":
@@ -425,21 +428,6 @@ def _measure_file(path: Path, card: CardSpec, side: str, tables: list[GradeTable
     result = measure_image(image, card, side=side, name=path.name)
     add_grades(result, tables)
     return image, result
-
-
-def _write_pictures(image: np.ndarray | None, result: Result, overlay: Path | None, report: Path | None) -> None:
-    """The overlay PNG and the HTML report, where asked for and there is an image to draw on."""
-    if image is None or (overlay is None and report is None):
-        return
-    from cardmetry.measure.outputs import write_text_atomic
-    from cardmetry.measure.overlay import draw_overlay, write_png
-    from cardmetry.measure.report import render_report
-
-    drawn = draw_overlay(image, result)
-    if overlay is not None:
-        write_png(overlay, drawn)
-    if report is not None:
-        write_text_atomic(report, render_report(image, result, overlay=drawn))
 
 
 def _print_measurement(document: dict) -> None:

@@ -22,6 +22,8 @@ from cardmetry.data.synth.dataset import SynthOptions, write_synth
 from cardmetry.data.validation import validate
 from cardmetry.geometry.lines import order_quad
 from cardmetry.geometry.specs import STANDARD
+from cardmetry.measure.grades import add_grades, load_tables
+from cardmetry.measure.outputs import write_pictures
 from cardmetry.measure.pipeline import measure_image
 from cardmetry.store.datasets import import_dataset
 from cardmetry.store.home import Home
@@ -66,6 +68,10 @@ def run_demo(home: Home, count: int, out: Console, progress: Callable[[], Progre
     out.rule("6. measure a card without a model, against its exact truth")
     out.print(measurement_table(cards))
 
+    out.rule("7. what a customer sees: the overlay and the report")
+    for path in customer_reports(cards, home.root / "demo" / "reports"):
+        out.print(f"wrote {path}")
+
 
 def refinement_table(cards: Path) -> Table:
     """Loosen each card's exact quads into boxes, as real labels are, refine them, and compare with the truth."""
@@ -105,6 +111,20 @@ def measurement_table(cards: Path) -> Table:
         table.add_row(truth_file.stem, f"{lr[0]:.2f}/{lr[1]:.2f}", f"{tb[0]:.2f}/{tb[1]:.2f}",
                       f"{errors.mean():.4f}", f"{errors.max():.4f}", "measured")
     return table
+
+
+def customer_reports(cards: Path, out_dir: Path) -> list[Path]:
+    """The overlay and HTML report of the first card that measures, with its grade ceilings."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for image_path in sorted((cards / "images").iterdir()):
+        image = load_image(image_path)
+        result = measure_image(image, STANDARD, name=image_path.name)
+        if result.status == "ok":
+            add_grades(result, load_tables())
+            overlay, report = out_dir / f"{image_path.stem}.overlay.png", out_dir / f"{image_path.stem}.report.html"
+            write_pictures(image, result, overlay, report)
+            return [overlay, report]
+    return []
 
 
 def quad_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -177,3 +177,12 @@ def test_rr_perturbs_one_scan_and_reports_the_spread(scans: list[Path]) -> None:
     spread = json.loads(result.stdout)
     assert spread["measured"] + len(spread["refused"]) == 4 and len(spread["stations"]) == 24
     assert 0 < spread["median_station_std_mm"] < 0.05
+
+
+def test_demo_runs_every_step_and_writes_a_report(tmp_path: Path) -> None:
+    # What `make run` shows: it must not rot while the web app is still to come.
+    result = runner.invoke(app, ["demo", "--home", str(tmp_path), "--count", "2"])
+    assert result.exit_code == 0, result.output
+    assert "7. what a customer sees" in result.output and "measured" in result.output
+    reports = list((tmp_path / "demo" / "reports").glob("*.report.html"))
+    assert len(reports) == 1 and "L4" in reports[0].read_text()

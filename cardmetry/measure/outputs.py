@@ -1,7 +1,6 @@
 """What `cardmetry measure --out DIR` writes for each card, and the summary line a grader reads first.
 
-Every file is written whole or not at all (a temporary file renamed into place), so an interrupted batch never
-leaves a half-written report that looks complete.
+Every file is written whole or not at all (`measure.files`).
 """
 
 from __future__ import annotations
@@ -9,11 +8,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from cardmetry.measure.files import write_png, write_text_atomic
+from cardmetry.measure.overlay import draw_overlay
+from cardmetry.measure.report import render_report
 from cardmetry.measure.result import Measurement, Refusal
 
 SUMMARY_FIELDS = (
@@ -28,26 +30,6 @@ SUMMARY_FIELDS = (
     "flags",
     "reason",
 )
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes to a temporary file beside `path`, then rename it over `path` (atomic on one file system)."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        # os.open with 0o666 lets the umask decide the mode, as a plain open() would (mkstemp would make it 0600).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        tmp.replace(target)  # os.replace: atomic, and over an existing file too
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"cannot write {target}: {error.strerror or error}") from error
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """`atomic_write` for text, as UTF-8."""
-    atomic_write(path, text.encode("utf-8"))
 
 
 def output_stems(paths: Sequence[Path]) -> list[str]:
@@ -98,3 +80,16 @@ def document_text(result: Measurement | Refusal) -> str:
 
 def _pair(ratio: Sequence[float]) -> str:
     return f"{ratio[0]:.1f}/{ratio[1]:.1f}"
+
+
+def write_pictures(
+    image: np.ndarray, result: Measurement | Refusal, overlay: Path | None = None, report: Path | None = None
+) -> None:
+    """The overlay PNG and the customer's HTML report, where asked for; the overlay is drawn once for both."""
+    if overlay is None and report is None:
+        return
+    drawn = draw_overlay(image, result)
+    if overlay is not None:
+        write_png(overlay, drawn)
+    if report is not None:
+        write_text_atomic(report, render_report(image, result, overlay=drawn))

@@ -13,7 +13,6 @@ The image keeps its pixel coordinates: the band is stacked on top, so image pixe
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import cv2
@@ -21,7 +20,6 @@ import numpy as np
 
 from cardmetry.geometry.homography import apply_homography, image_to_card
 from cardmetry.geometry.stations import station_ends
-from cardmetry.measure.outputs import atomic_write
 from cardmetry.measure.result import Measurement, Refusal
 
 # Colours are RGB: the overlay is an RGB image like its input.
@@ -78,14 +76,6 @@ def draw_overlay(image: np.ndarray, result: Measurement | Refusal) -> np.ndarray
     _draw_quad(canvas, result.graphic_quad_px, GRAPHIC_COLOUR, style.line_thickness)
     _draw_stations(canvas, result, style)
     return _with_band(canvas, _measurement_header(result), style, BAND_COLOUR, legend=True)
-
-
-def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
-    """Write an RGB image as PNG, atomically: readers see the old file or the whole new one, never half of it."""
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(_as_rgb(rgb), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"cannot write {os.fspath(path)}: PNG encoding failed")
-    atomic_write(path, encoded.tobytes())
 
 
 # --- stations -------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cardmetry.geometry.specs import STANDARD
-from cardmetry.measure.outputs import output_stems, summary_csv, summary_row, write_text_atomic
+from cardmetry.measure.outputs import output_stems, summary_csv, summary_row
 from cardmetry.measure.result import Measurement, PointResult, Refusal
 
 
@@ -45,16 +45,3 @@ def test_summary_rows_for_a_measurement_and_a_refusal() -> None:
     assert table[0]["grades"] == "psa 9" and table[0]["frame_skew_deg"] == "0.123"
     assert table[0]["flags"] == "weak graphic top edge" and table[0]["reason"] == ""
     assert table[1]["status"] == "refused" and table[1]["reason"] == "no card found" and table[1]["left_right"] == ""
-
-
-def test_atomic_write_leaves_the_old_file_and_no_temporary_when_it_fails(tmp_path: Path) -> None:
-    target = tmp_path / "card.json"
-    write_text_atomic(target, "first")
-    write_text_atomic(target, "second")  # over an existing file
-    assert target.read_text() == "second"
-    (tmp_path / "folder.json").mkdir()
-    with pytest.raises(OSError, match=r"folder\.json"):
-        write_text_atomic(tmp_path / "folder.json", "x")  # the rename fails after the temporary file was written
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.json", "folder.json"]
-    with pytest.raises(OSError, match="missing"):
-        write_text_atomic(tmp_path / "missing" / "card.json", "x")

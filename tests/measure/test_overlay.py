@@ -4,10 +4,6 @@ the rest of the image and its input alone; a refusal draws nothing that looks li
 from __future__ import annotations
 
 import itertools
-import os
-import re
-import stat
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,7 +20,6 @@ from cardmetry.measure.overlay import (
     Style,
     draw_overlay,
     station_marks,
-    write_png,
 )
 from cardmetry.measure.result import Refusal
 
@@ -159,25 +154,3 @@ def test_grey_input_is_drawn_in_colour(card) -> None:
     grey = cv2.cvtColor(rendered.image, cv2.COLOR_RGB2GRAY)
     overlay = draw_overlay(grey, result)
     assert overlay.ndim == 3 and overlay.shape[2] == 3
-
-
-def test_write_png_round_trips_atomically(tmp_path: Path, card) -> None:
-    rendered, result = card
-    overlay = draw_overlay(rendered.image, result)
-    target = tmp_path / "overlay.png"
-    write_png(target, overlay)
-    write_png(target, overlay)  # over an existing file too
-    back = cv2.cvtColor(cv2.imread(str(target)), cv2.COLOR_BGR2RGB)
-    assert np.array_equal(back, overlay)
-    assert [p.name for p in tmp_path.iterdir()] == ["overlay.png"]  # no temporary file left behind
-    umask = os.umask(0)
-    os.umask(umask)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # as open() would make it, not mkstemp's 0600
-
-
-def test_write_png_names_the_path_it_could_not_write(tmp_path: Path, card) -> None:
-    rendered, _ = card
-    target = tmp_path / "missing" / "overlay.png"
-    with pytest.raises(OSError, match=re.escape(str(Path("missing") / "overlay.png"))):
-        write_png(target, rendered.image)
-    assert not (tmp_path / "missing").exists()
