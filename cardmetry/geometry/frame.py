@@ -11,6 +11,8 @@ Shared by the classical detector (`cardmetry.measure.classical`) and box-to-poly
   faint), the line lies on one of the two, never between them, and the side is refused unless one of them runs
   on past the other at both ends (the frame around a plate), since a plate may cover more of a side than the
   frame shows.
+- `frame_edge_or_pair`: the same, but handing back the two edges where the side alone does not tell, for a caller
+  that can tell them by the rest of the frame (the classical detector, at the frame's corners).
 
 Coordinates are OpenCV's; lines are the normalised (a, b, c) triples of `cardmetry.geometry.lines`.
 """
@@ -104,6 +106,26 @@ def fit_frame_edge(
     `inward_normal` points into the card (the side of the line where the art is). `iterations` and `ransac_trials`
     are each robust line fit's (`fit_line_robust`): fewer serve a coarse line.
     """
+    fit = frame_edge_or_pair(
+        points, inward_normal, threshold_px, rule, iterations=iterations, ransac_trials=ransac_trials
+    )
+    if isinstance(fit, LineFit):
+        return fit
+    gap = abs(_inward_gap(*fit, inward_normal))
+    return f"two straight edges {gap:.1f} px apart along different stretches: a name plate or a second frame line?"
+
+
+def frame_edge_or_pair(
+    points: np.ndarray,
+    inward_normal: np.ndarray,
+    threshold_px: float,
+    rule: TwoEdgeRule,
+    *,
+    iterations: int = 20,
+    ransac_trials: int = 256,
+) -> LineFit | tuple[LineFit, LineFit]:
+    """As `fit_frame_edge`, but where the side alone cannot tell which of two straight edges is the frame's, the
+    two (the fitted one, then its rival), for a caller that can tell them apart by the rest of the frame."""
     options = {"iterations": iterations, "ransac_trials": ransac_trials}
     first = fit_line_robust(points, inlier_threshold_px=threshold_px, seed_score="closeness", **options)
     rival = _parallel_rival(points, first, threshold_px, inward_normal, rule, options)
@@ -112,8 +134,7 @@ def fit_frame_edge(
     chosen = _frame_line_of_two(first, rival, rule)
     if chosen is not None:
         return chosen
-    gap = abs(_inward_gap(first, rival, inward_normal))
-    return f"two straight edges {gap:.1f} px apart along different stretches: a name plate or a second frame line?"
+    return first, rival
 
 
 def _frame_line_of_two(first: LineFit, rival: LineFit, rule: TwoEdgeRule) -> LineFit | None:

@@ -18,7 +18,8 @@ The outer border:
 
 The graphic border, on each side: the first place inward from the card's edge where the colour leaves the
 border's own (`cardmetry.geometry.frame`, the rule box refinement uses too), with a name plate's edge told from
-the frame's by which one runs past the other.
+the frame's by which one runs past the other, or, where neither does (a plate at one end of the side), by which
+one the frame's adjacent edges run to.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import cv2
 import numpy as np
 
 from cardmetry.geometry.edges import EdgeHits, Profiles, fit_line_robust, locate_edges, segment_positions
-from cardmetry.geometry.frame import TwoEdgeRule, first_edge_from_border, fit_frame_edge
+from cardmetry.geometry.frame import TwoEdgeRule, first_edge_from_border, frame_edge_or_pair
 from cardmetry.geometry.homography import apply_homography, homography_from_points, transform_line
 from cardmetry.geometry.lines import (
     Line,
     angle_between_deg,
+    intersect,
     line_angle_deg,
     line_through,
     order_quad,
@@ -90,6 +92,12 @@ _TEXTURE_MM, _STEP_MM, _TEXTURE_STEP = 0.6, 0.3, 2.0  # a frame's step is twice 
 _LEAN_BAND_PX = 4.0  # half the band (full resolution) that holds a side's edge refitted at the frame's lean
 _HORIZONTAL, _VERTICAL = np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])  # the card frame's edge lines
 _GRAPHIC_FINE_HALFWIDTH = 1.5  # reduced pixels either side of the coarse line searched at full resolution
+# Two straight edges along one side (a name plate's and the frame's): told apart at the frame's corners.
+_MIN_PAIR_GAP_MM = 0.6  # closer edges leave too short a stretch of the adjacent side between them to read
+_BAND = (0.2, 0.7)  # the stretch of the adjacent side read between the two edges, as shares of the gap from the inner
+_SIDE_OFFSETS_MM = (0.3, 0.8)  # the colours either side of the adjacent frame edge, this far from it
+_REFERENCE_ALONG_MM = (1.0, 3.0)  # the adjacent edge's own step, read this far inward of the inner edge
+_CONTINUES, _STOPS = 0.5, 0.2  # the step in the band as a share of its own: the frame edge runs on, or it ends
 
 
 @dataclass(frozen=True, eq=False)
@@ -380,6 +388,12 @@ def detect_graphic(
         if isinstance(side, str):
             return f"no graphic border found along the {name} side: {side}"
         sides[name] = side
+    for name, side in sides.items():
+        if len(side.lines) == 2:
+            resolved = _resolve_pair(reduced, side, [sides[other] for other in _ADJACENT[name]], px_per_mm)
+            if isinstance(resolved, str):
+                return f"no graphic border found along the {name} side: {resolved}"
+            sides[name] = resolved
     lines = {}
     for name, line in _rigid_frame(sides, outer).items():
         if isinstance(line, str):
@@ -389,16 +403,33 @@ def detect_graphic(
     return quad_from_lines(*(lines[name] for name in SIDES))
 
 
+_ADJACENT = {
+    "top": ("left", "right"),
+    "bottom": ("left", "right"),
+    "left": ("top", "bottom"),
+    "right": ("top", "bottom"),
+}
+
+
 @dataclass(frozen=True, eq=False)
 class _FrameSide:
-    """The frame's edge found along one card edge on the reduced copy, in full-image coordinates."""
+    """The frame's edge found along one card edge on the reduced copy, in full-image coordinates: one line, or two
+    (the outer one first) where the side alone does not tell which is the frame's."""
 
     p0: np.ndarray  # the card edge's ends
     p1: np.ndarray
     inward: np.ndarray
-    line: Line
-    count: int  # points on the line
+    lines: tuple[Line, ...]
+    counts: tuple[int, ...]  # points on each line
     points: np.ndarray  # the edge found in each profile, NaN where none
+
+    @property
+    def line(self) -> Line:
+        return self.lines[0]
+
+    @property
+    def count(self) -> int:
+        return self.counts[0]
 
 
 def _coarse_frame_side(
@@ -434,15 +465,93 @@ def _coarse_frame_side(
         return f"a step off the border's colour in only {np.mean(hits.found):.0%} of profiles (the art is like it)"
     points = profiles.points_at(hits.offsets)
     rule = _two_edge_rule(px_per_mm, _COARSE_SPACING_PX)
-    fit = fit_frame_edge(points, inward, 1.0, rule, **_FIT)
-    if isinstance(fit, str):
-        return fit
-    if fit.count < _MIN_GRAPHIC_AGREEMENT * count:
-        return f"no straight edge: only {fit.count / count:.0%} of the profiles agree on one"
-    if angle_between_deg(fit.line, line_through(q0, q1)) > _MAX_GRAPHIC_TILT_DEG:
+    fit = frame_edge_or_pair(points, inward, 1.0, rule, **_FIT)
+    # Two edges along different stretches of the side share it: together they must cover as much as one would.
+    fits = fit if isinstance(fit, tuple) else (fit,)
+    agreeing = sum(one.count for one in fits)
+    if agreeing < _MIN_GRAPHIC_AGREEMENT * count:
+        return f"no straight edge: only {agreeing / count:.0%} of the profiles agree on one"
+    if any(angle_between_deg(one.line, line_through(q0, q1)) > _MAX_GRAPHIC_TILT_DEG for one in fits):
         return "the edge found is not parallel to the card's edge"
-    line = _line_to_full(fit.line, reduced.factor)
-    return _FrameSide(p0, p1, inward, line, fit.count, reduced.to_full(points))
+    # The outer line first: the one nearer the card's edge.
+    card_edge = _inside_positive(line_through(q0, q1), inward)
+    fits = tuple(sorted(fits, key=lambda one: float(np.nanmedian(signed_distance(card_edge, points[one.inliers])))))
+    lines = tuple(_line_to_full(one.line, reduced.factor) for one in fits)
+    return _FrameSide(p0, p1, inward, lines, tuple(one.count for one in fits), reduced.to_full(points))
+
+
+def _resolve_pair(
+    reduced: Reduced, side: _FrameSide, adjacent: list[_FrameSide], px_per_mm_full: float
+) -> _FrameSide | str:
+    """The side with the one of its two edges that the frame's corners tell is the frame's, or why they do not.
+
+    A printed frame's edge ends where it meets the adjacent sides of the frame; a name plate's edge ends wherever
+    the plate does. So where the adjacent side's frame edge ends tells: read between the two edges, it still
+    divides the border from the art if the outer edge is the frame's, and has border on both sides if the inner
+    one is. A plate that reaches a corner hides it (the border's colour is not there): the other corner decides.
+    """
+    px_per_mm = px_per_mm_full / reduced.factor
+    outer, inner = (_line_to_reduced(line, reduced.factor) for line in side.lines)
+    middle = reduced.to_reduced((side.p0 + side.p1) / 2)
+    gap_px = abs(float(signed_distance(outer, _project(inner, middle))))
+    verdicts = set()
+    if gap_px >= _MIN_PAIR_GAP_MM * px_per_mm:
+        for other in adjacent:
+            if len(other.lines) == 1:
+                verdicts.add(_corner_verdict(reduced, outer, inner, other, px_per_mm))
+    verdicts.discard(None)
+    if len(verdicts) != 1:
+        return (
+            f"two straight edges {gap_px:.1f} px apart along different stretches, and the frame's corners do not "
+            "tell which is the frame's: a name plate or a second frame line?"
+        )
+    kept = 0 if verdicts == {"outer"} else 1
+    return replace(side, lines=(side.lines[kept],), counts=(side.counts[kept],))
+
+
+def _corner_verdict(reduced: Reduced, outer: Line, inner: Line, adjacent: _FrameSide, px_per_mm: float) -> str | None:
+    """Which of two edges (reduced coordinates) the adjacent side's frame edge runs to: "outer", "inner", or None
+    where it cannot be read (too faint, or something other than the border lies outside it there)."""
+    edge = _inside_positive(_line_to_reduced(adjacent.line, reduced.factor), adjacent.inward)
+    to_outer, to_inner = intersect(edge, outer), intersect(edge, inner)
+    if not (np.all(np.isfinite(to_outer)) and np.all(np.isfinite(to_inner))):
+        return None
+    gap = float(np.linalg.norm(to_outer - to_inner))
+    along = (to_outer - to_inner) / gap  # along the adjacent edge, towards the card's edge
+    band = _colours_either_side(
+        reduced, edge, to_inner + along * gap * _BAND[0], to_inner + along * gap * _BAND[1], px_per_mm
+    )
+    start, stop = (to_inner - along * mm * px_per_mm for mm in _REFERENCE_ALONG_MM)
+    reference = _colours_either_side(reduced, edge, start, stop, px_per_mm)
+    if band is None or reference is None:
+        return None
+    own_step = float(np.median(np.linalg.norm(reference[1] - reference[0], axis=1)))
+    band_step = float(np.median(np.linalg.norm(band[1] - band[0], axis=1)))
+    border_shift = float(np.linalg.norm(np.median(band[0], axis=0) - np.median(reference[0], axis=0)))
+    if own_step < _MIN_CONTRAST or border_shift > max(_MIN_CONTRAST, _STOPS * own_step):
+        return None
+    if band_step >= _CONTINUES * own_step:
+        return "outer"
+    if band_step <= _STOPS * own_step:
+        return "inner"
+    return None
+
+
+def _colours_either_side(
+    reduced: Reduced, edge: Line, start: np.ndarray, stop: np.ndarray, px_per_mm: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean colours just outside and just inside a frame edge (inside-positive line, reduced coordinates), at
+    each pixel along it from `start` to `stop`; None where that stretch has under three pixels or leaves the image."""
+    near, far = (mm * px_per_mm for mm in _SIDE_OFFSETS_MM)
+    a, b = _project(edge, start), _project(edge, stop)
+    profiles = remap_profiles(
+        reduced.image, a, b, edge[:2], offset_range=(-far, far), offset_step=0.5, spacing=1.0, margin=0.0
+    )
+    if len(profiles.origins) < 3 or np.isnan(profiles.values).any():
+        return None
+    outside = profiles.values[:, profiles.offsets <= -near].mean(axis=1)
+    inside = profiles.values[:, profiles.offsets >= near].mean(axis=1)
+    return outside, inside
 
 
 def _clear_of_texture(
@@ -638,6 +747,12 @@ def _line_to_full(line: Line, factor: int) -> Line:
     """A line in reduced coordinates in the full image's (x_full = (x + 0.5) * factor - 0.5)."""
     a, b, c = line
     return np.array([a, b, c * factor + (a + b) * (0.5 - 0.5 * factor)])
+
+
+def _line_to_reduced(line: Line, factor: int) -> Line:
+    """A line in the full image's coordinates in reduced ones (the inverse of `_line_to_full`)."""
+    a, b, c = line
+    return np.array([a, b, (c + (a + b) * (0.5 * factor - 0.5)) / factor])
 
 
 def _signed_angle_deg(line: Line, reference: Line) -> float:

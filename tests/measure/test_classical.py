@@ -118,6 +118,25 @@ def test_a_name_plate_across_one_end_of_a_side_is_refused_not_guessed() -> None:
     assert not isinstance(fit, str) and abs(-fit.line[2] / fit.line[1] - 20.0) < 0.1
 
 
+def test_a_name_plate_at_one_end_of_a_side_gives_the_frame_edge_the_corners_tell() -> None:
+    """A plate across the top frame edge towards one end: the side alone cannot tell its edge from the frame's, but
+    the frame's left and right edges end at the frame's edge, not at the plate's (this render used to be refused)."""
+    rendered = render(sample_scene(920013, dpi=300, supersample=1))
+    outer = detect_outer(rendered.image, STANDARD)
+    assert not isinstance(outer, str), outer
+    graphic = detect_graphic(rendered.image, outer, STANDARD)
+    assert not isinstance(graphic, str), graphic
+    assert np.abs(graphic - rendered.truth.graphic_quad_px).max() < 3.0
+
+
+def test_two_edges_too_close_for_the_corners_to_tell_stay_refused() -> None:
+    # A plate's edge 2.6 reduced pixels (about 0.4 mm) from the frame's: too short a stretch of the adjacent sides
+    # lies between them to read where the frame ends.
+    rendered = render(sample_scene(920008, dpi=300))
+    result = detect_graphic(rendered.image, rendered.truth.outer_quad_px, STANDARD)
+    assert isinstance(result, str) and "the frame's corners do not tell" in result, result
+
+
 # --- drawn cards ---------------------------------------------------------------------------------------------
 
 _X0, _Y0, _WIDTH, _HEIGHT = 60, 70, 508, 711  # a standard card at 8 px/mm, pixels [x0, x0 + width) and so on
