@@ -24,6 +24,11 @@ from cardmetry.geometry.lines import Line, signed_distance
 from cardmetry.geometry.stepfit import PooledBar, StepFits, fit_pooled_bar, fit_steps, pooled_costs
 
 SPARSE_SHARE = 4  # the first pass fits every 4th profile of the full pass
+# The first pass's line takes gradient peaks this close to it (they are good to a tenth of a pixel): under a third
+# of the narrowest rule (MIN_RULE_PX), so that where the peaks lie on a rule's outer side along one stretch and on
+# its inner side along another (the art beside the rule turns lighter or darker than the border), a line tilted
+# across both stretches does not take in either whole.
+FIRST_PASS_THRESHOLD_PX = 0.5
 MIN_STEP_LEVELS = 8.0  # a smaller step is no edge worth measuring
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as JPEG encodes luma
 SYSTEMATIC_SHARE = 0.15  # of the residual scatter, coherent along a plain edge (see EdgeFit.sigma_px)
@@ -133,7 +138,8 @@ def fit_edge(
         return "the edge is too short or runs outside the image"
     sparse = rows[len(rows) % SPARSE_SHARE // 2 :: SPARSE_SHARE]
     first_profiles = _profiles(image, coarse, sparse, vertical, (half_window, half_window))
-    first = _robust_line(first_profiles, _gradient_peaks(first_profiles), 1.0, min_coverage, min_inlier_share)
+    peaks = _gradient_peaks(first_profiles)
+    first = _robust_line(first_profiles, peaks, FIRST_PASS_THRESHOLD_PX, min_coverage, min_inlier_share)
     if isinstance(first, str):
         return first
     line, inliers = first

@@ -25,6 +25,7 @@ GRAPHIC_CORNER_CLEARANCE_MM = 1.5  # printed frames round their corners less, if
 MAX_FRAME_SHEAR_DEG = 0.3  # a printed frame is a rigid rectangle: its edges turn together, within this
 MAX_RULE_MM = 0.6  # a printed rule at the frame's edge is thinner than this; wider, it is a border of its own
 MIN_RULE_PX_PER_MM = 5.0  # below this a rule is a pixel or so wide: a line, not a bar whose two sides a fit can tell
+RULE_AGREEMENT = 1.5  # one edge's rule this many times wider than every other edge's is not the frame's rule
 CLEARLY_TURNED_DEG = 0.05  # an edge's second candidate turns with the frame this much better to replace the first
 MIN_PX_PER_MM = 8.0  # below about 200 dpi a pixel is wider than the precision a grader needs
 WEAK_EDGE_LEVELS = 20.0  # a step smaller than this (of 255) is measured but flagged
@@ -51,34 +52,22 @@ def measure_borders(
     if px_per_mm < MIN_PX_PER_MM:
         flags.append(f"resolution {px_per_mm:.1f} px/mm is too low for 0.01 mm precision")
 
-    fits: dict[str, dict[Edge, EdgeFit]] = {}
-    # Name plates and logos printed across the frame can hide half of a graphic edge; a card edge hides less.
-    min_share = {"outer": 0.5, "graphic": 0.35}
-    for role, quad, clearance in (
-        ("outer", outer_coarse, OUTER_CORNER_CLEARANCE_MM),
-        ("graphic", graphic_coarse, GRAPHIC_CORNER_CLEARANCE_MM),
-    ):
-        fits[role] = {}
-        for edge, line in quad_edges(quad).items():
-            p0, p1 = quad[QUAD_SIDES[edge][0]], quad[QUAD_SIDES[edge][1]]
-            step = (p1 - p0) / np.linalg.norm(p1 - p0) * clearance * px_per_mm
-            result = fit_edge(
-                image,
-                line,
-                p0 + step,
-                p1 - step,
-                inside=quad.mean(axis=0),
-                max_rule_px=MAX_RULE_MM * px_per_mm if role == "graphic" and px_per_mm >= MIN_RULE_PX_PER_MM else 0.0,
-                blur_px=_blur(fits["outer"]) if role == "graphic" else None,
-                min_inlier_share=min_share[role],
-            )
+    fits: dict[str, dict[Edge, EdgeFit]] = {"outer": {}, "graphic": {}}
+    quads = {"outer": outer_coarse, "graphic": graphic_coarse}
+    widest_rule = MAX_RULE_MM * px_per_mm if px_per_mm >= MIN_RULE_PX_PER_MM else 0.0
+    for role in ("outer", "graphic"):
+        for edge in EDGES:
+            result = _fit(image, quads[role], edge, role, px_per_mm, fits["outer"], widest_rule)
             if isinstance(result, str):
                 return Refusal(image_name, side, f"{role} {edge} edge: {result}", flags)
             fits[role][edge] = result
-            if result.contrast < WEAK_EDGE_LEVELS:
-                flags.append(f"weak {role} {edge} edge (contrast {result.contrast:.0f} levels)")
-            if result.inliers < 0.8 * result.profiles:
-                flags.append(f"{role} {edge} edge partly occluded ({result.inliers / result.profiles:.0%} on the line)")
+    for edge, limit in _odd_rules(fits["graphic"]).items():
+        result = _fit(image, quads["graphic"], edge, "graphic", px_per_mm, fits["outer"], limit)
+        if isinstance(result, str):
+            return Refusal(image_name, side, f"graphic {edge} edge: {result}", flags)
+        fits["graphic"][edge] = result
+    for role in ("outer", "graphic"):
+        flags += _fit_flags(role, fits[role])
 
     outer_quad = _quad(fits["outer"])
     to_card = image_to_card(outer_quad, spec)
@@ -123,6 +112,61 @@ def measure_borders(
         graphic_fit_rms_px=_rms(fits["graphic"]),
         timing_ms={"total": (time.perf_counter() - start) * 1000},
     )
+
+
+def _fit(
+    image: np.ndarray,
+    quad: np.ndarray,
+    edge: Edge,
+    role: str,
+    px_per_mm: float,
+    outer_fits: dict[Edge, EdgeFit],
+    widest_rule_px: float,
+) -> EdgeFit | str:
+    """One edge of the coarse quad fitted again from the pixels, clear of the corners; a graphic edge with a rule
+    up to `widest_rule_px` beside it."""
+    clearance = OUTER_CORNER_CLEARANCE_MM if role == "outer" else GRAPHIC_CORNER_CLEARANCE_MM
+    p0, p1 = quad[QUAD_SIDES[edge][0]], quad[QUAD_SIDES[edge][1]]
+    step = (p1 - p0) / np.linalg.norm(p1 - p0) * clearance * px_per_mm
+    return fit_edge(
+        image,
+        quad_edges(quad)[edge],
+        p0 + step,
+        p1 - step,
+        inside=quad.mean(axis=0),
+        max_rule_px=widest_rule_px if role == "graphic" else 0.0,
+        blur_px=_blur(outer_fits) if role == "graphic" else None,
+        # Name plates and logos printed across the frame can hide half of a graphic edge; a card edge hides less.
+        min_inlier_share=0.35 if role == "graphic" else 0.5,
+    )
+
+
+def _odd_rules(fits: dict[Edge, EdgeFit]) -> dict[Edge, float]:
+    """The graphic edges whose rule is far wider than the ones the other edges found, each with the widest rule to
+    look for when it is fitted again: a bit wider than the others' median.
+
+    A printed frame is lined by one rule, the same ink and width all around. Where the art beside a thin rule is
+    lighter than the rule's own edge on one stretch and darker on another, or a name plate covers half the edge,
+    the search for the rule can pair the frame's edge with something else several pixels inward; the step fitted
+    with that wrong width lands on neither side of the rule, and the line through the stretches tilts.
+    """
+    found = {edge: fit.rule_px for edge, fit in fits.items() if fit.rule_px}
+    odd = {}
+    for edge, width in found.items():
+        others = [w for e, w in found.items() if e != edge]
+        if len(others) >= 2 and width > RULE_AGREEMENT * max(others):
+            odd[edge] = RULE_AGREEMENT * float(np.median(others))
+    return odd
+
+
+def _fit_flags(role: str, fits: dict[Edge, EdgeFit]) -> list[str]:
+    flags = []
+    for edge, fit in fits.items():
+        if fit.contrast < WEAK_EDGE_LEVELS:
+            flags.append(f"weak {role} {edge} edge (contrast {fit.contrast:.0f} levels)")
+        if fit.inliers < 0.8 * fit.profiles:
+            flags.append(f"{role} {edge} edge partly occluded ({fit.inliers / fit.profiles:.0%} on the line)")
+    return flags
 
 
 def _scale(quad: np.ndarray, spec: CardSpec) -> float:

@@ -4,13 +4,14 @@ and refusals with their reasons."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from cardmetry.data.synth import render, sample_scene
 from cardmetry.geometry.specs import STANDARD
-from cardmetry.measure.engine import measure_borders
+from cardmetry.measure.engine import _odd_rules, measure_borders
 from cardmetry.measure.result import SCHEMA, Measurement, Refusal
 
 
@@ -27,6 +28,11 @@ def coarse(quad: np.ndarray, seed: int, jitter_px: float = 1.5) -> np.ndarray:
         (101, 300),  # the same rule, two pixels wide: a bar rather than a step
         (104, 300),  # the same plate, nearer the edge in pixels
         (204, 600),  # a plate whose edge meets the frame's bottom edge at 0.15 deg, over 40 % of its length
+        # A 2.4 px dark rule on a white border, beside art darker than the border on one stretch and lighter on
+        # another, and a plate across the top edge: the first pass's gradient peaks lay on the rule's outer side
+        # along one stretch and its inner side along the other, its line once ran across both, no rule was found
+        # along it, and the top edge was fitted 0.27 mm off at one end.
+        (317, 300),
     ],
 )
 def test_widths_match_the_truth_of_scans(seed: int, dpi: int) -> None:
@@ -95,3 +101,14 @@ def test_refusals_carry_their_reason(case: str, reason: str) -> None:
     result = measure_borders(rendered.image, outer, graphic, STANDARD)
     assert isinstance(result, Refusal) and reason in result.reason
     assert result.as_json()["status"] == "refused" and "points" not in result.as_json()
+
+
+def test_an_edge_whose_rule_is_far_wider_than_the_other_edges_is_looked_at_again() -> None:
+    # One rule lines a printed frame all around; a rule three times wider than the others' is something else that
+    # the search paired with the frame's edge (a name plate over half the edge, art beside the rule).
+    fits = {"left": 1.8, "right": 1.7, "top": 1.9, "bottom": 6.8}
+    odd = _odd_rules({edge: SimpleNamespace(rule_px=width) for edge, width in fits.items()})
+    assert odd == {"bottom": pytest.approx(1.5 * 1.8)}
+    # Edges without a rule (0) say nothing about the rule's width, and widths that agree leave every edge as it is.
+    assert _odd_rules({e: SimpleNamespace(rule_px=w) for e, w in {"left": 0.0, "right": 2.0, "top": 6.0}.items()}) == {}
+    assert _odd_rules({e: SimpleNamespace(rule_px=w) for e, w in {"left": 2.0, "right": 2.4, "top": 2.9}.items()}) == {}
