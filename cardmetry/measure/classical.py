@@ -76,6 +76,12 @@ _MAX_CUT_OFF_SHARE = 0.05  # of the outline's length, lying along the image's ed
 _MAX_SCAN_ASPECT_ERROR = 0.04  # a flat capture (opposite sides parallel) shows the card's own aspect
 _MAX_PHOTO_ASPECT_ERROR = 0.12  # perspective changes it
 _PARALLEL_DEG = 1.0  # opposite sides of a flat capture's quad are parallel within this
+# One side off the card's edge (a holder's wall, a border as dark as the lid): sought where the aspect puts it.
+_RESEARCH_ASPECT = 0.015  # a flat capture's outline further off the spec's aspect than a card's cut explains
+_RESEARCH_MM = 1.5  # either side of the predicted edge: the card's cut and the other sides' error
+_RESEARCH_CONTRAST = 6.0  # grey levels: a dark grey border on a lid differs by about ten
+_RESEARCH_SHARE = 0.6  # of the profiles on one line: only a clear straight edge moves a side
+_RESEARCH_TURN_DEG = 0.5  # against the predicted line, parallel to the opposite side
 
 # The graphic edge.
 _CLEARANCE_MM = 0.3  # the search starts this far inside the card's edge (its bright cut edge, its shadow)
@@ -237,6 +243,9 @@ def detect_outer(image: np.ndarray, spec: CardSpec, *, reduced: Reduced | None =
         if isinstance(line, str):
             return f"the card's {name} edge was not found: {line}"
         fine.append(line)
+    fine = _card_shaped_lines(image, fine, spec)
+    if isinstance(fine, str):
+        return fine
     quad = quad_from_lines(*fine)
     problem = _shape_problem(quad, spec) or _cut_off_problem(quad, image.shape[:2])
     return problem or upright_quad(quad)
@@ -347,6 +356,98 @@ def _fine_outer_line(
     if fit.count < _MIN_SIDE_SHARE * count:
         return f"only {fit.count / count:.0%} of profiles agree on a straight edge at full resolution"
     return fit.line
+
+
+def _aspect_error(quad: np.ndarray, spec: CardSpec) -> float:
+    """How far the quad's aspect (long over short, sides averaged) is from the spec's, as a share of it."""
+    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    across, down = sides[0] + sides[2], sides[1] + sides[3]
+    return float(max(across, down) / min(across, down) / spec.aspect - 1)
+
+
+def _is_flat(quad: np.ndarray) -> bool:
+    """Whether opposite sides are parallel, as in a scan (a photo's perspective turns them)."""
+    edges = [line_through(p, q) for p, q in quad_side_ends(quad).values()]
+    return max(angle_between_deg(edges[0], edges[2]), angle_between_deg(edges[1], edges[3])) < _PARALLEL_DEG
+
+
+def _card_shaped_lines(image: np.ndarray, lines: list[Line], spec: CardSpec) -> list[Line] | str:
+    """The four outer lines (top, right, bottom, left), one of them moved where the card's aspect puts it when the
+    outline is clearly not card-shaped and exactly one side shows a clear straight edge there.
+
+    One wrong side is the usual failure on a scan: a sleeve's or toploader's wall taken for the card's edge (the
+    dark lid between them is not the margin's colour), or a dark border as dark as the lid passed over for the art
+    inside it. The other three sides and the card's aspect predict where that side's edge is. Where more than one
+    side could be moved so, the capture cannot tell which is wrong, and the card is refused.
+    """
+    quad = quad_from_lines(*lines)
+    if not np.all(np.isfinite(quad)) or not _is_flat(quad) or abs(_aspect_error(quad, spec)) <= _RESEARCH_ASPECT:
+        return lines
+    moved = []
+    for index in range(4):
+        line = _clear_edge_at(image, lines, index, spec)
+        if line is not None:
+            candidate = [*lines[:index], line, *lines[index + 1 :]]
+            moved.append((abs(_aspect_error(quad_from_lines(*candidate), spec)), candidate))
+    moved = [candidate for error, candidate in moved if error <= _RESEARCH_ASPECT]
+    # A holder's wall beyond the opposite side, or the art's edge inside it, can lie where a wrong side predicts
+    # the card's edge too: then the capture cannot tell which side is off.
+    if len(moved) > 1:
+        return "the outline found is not card-shaped, and more than one side could be the one off the card's edge"
+    return moved[0] if moved else lines
+
+
+def _clear_edge_at(image: np.ndarray, lines: list[Line], index: int, spec: CardSpec) -> Line | None:
+    """A clear straight edge (full resolution) near where the card's aspect puts side `index` from the other
+    three sides, or None."""
+    quad = quad_from_lines(*lines)
+    centre = quad.mean(axis=0)
+    opposite = _inside_positive(lines[(index + 2) % 4], _inward_normal(*_ends(quad, (index + 2) % 4), centre))
+    ours, across = _separation(quad, index), _separation(quad, index + 1)
+    expected = across * spec.aspect if ours > across else across / spec.aspect
+    predicted = opposite - np.array([0.0, 0.0, expected])  # points on our side lie at +expected from `opposite`
+    p0, p1 = (intersect(predicted, lines[(index + k) % 4]) for k in (3, 1))
+    px_per_mm = _px_per_mm(quad, spec)
+    reach = _RESEARCH_MM * px_per_mm
+    sigma = 1.0
+    pad = 3.5 * sigma + 0.5
+    profiles = remap_profiles(
+        image,
+        p0,
+        p1,
+        _inward_normal(p0, p1, centre),
+        offset_range=(-reach - pad, reach + pad),
+        offset_step=0.5,
+        spacing=max(2.0, _FINE_SPACING_MM * px_per_mm),
+        margin=_OUTER_CORNER_MM * px_per_mm,
+    )
+    hits = locate_edges(
+        profiles.values,
+        profiles.offsets,
+        sigma_px=sigma,
+        min_snr=3.0,
+        min_gradient=_min_gradient(_RESEARCH_CONTRAST, sigma),
+        search_range=(-reach, reach),
+    )
+    count = len(hits.offsets)
+    if count < 10 or np.count_nonzero(hits.found) < _RESEARCH_SHARE * count:
+        return None
+    fit = fit_line_robust(profiles.points_at(hits.offsets), inlier_threshold_px=1.5, **_FIT)
+    if fit.count < _RESEARCH_SHARE * count or angle_between_deg(fit.line, predicted) > _RESEARCH_TURN_DEG:
+        return None
+    return fit.line
+
+
+def _ends(quad: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Side `index`'s two corners (top, right, bottom, left)."""
+    return quad[index], quad[(index + 1) % 4]
+
+
+def _separation(quad: np.ndarray, index: int) -> float:
+    """The distance between side `index` and the opposite side, between their midpoints."""
+    a0, a1 = _ends(quad, index % 4)
+    b0, b1 = _ends(quad, (index + 2) % 4)
+    return float(np.linalg.norm((a0 + a1) / 2 - (b0 + b1) / 2))
 
 
 def _shape_problem(quad: np.ndarray, spec: CardSpec) -> str | None:

@@ -193,6 +193,29 @@ def test_real_scans_outer_borders_lie_on_the_label_boxes_and_refusals_say_why() 
     assert graphic_near >= 24
 
 
+@pytest.mark.skipif(not REAL_SCANS.is_dir(), reason=f"{REAL_SCANS} is not there")
+def test_a_dark_border_as_dark_as_the_lid_is_sought_where_the_cards_aspect_puts_it() -> None:
+    """Test043's left border is as dark as the lid: the outline first found runs along the art inside it."""
+    image = load_image(REAL_SCANS / "images" / "Test043.jpg")
+    height, width = image.shape[:2]
+    lines = (REAL_SCANS / "labels" / "Test043.txt").read_text().splitlines()
+    box = next(
+        box for box in (from_yolo_line(line, width, height) for line in lines if line.strip()) if box.class_id == OUTER
+    )
+    outer = detect_outer(image, STANDARD)
+    assert not isinstance(outer, str), outer
+    assert _extent_error_mm(outer, box.polygon, 600 / 25.4) < 0.3
+
+
+def test_a_toploader_wall_taken_for_one_card_edge_is_not_measured() -> None:
+    """Render 920014: the dark lid inside a toploader's wall is not the margin's colour, so the left edge was first
+    found on the wall, 2 mm out, an outline 3 % off the card's aspect. The card's edge lies where the aspect puts
+    it, but so does the wall beyond the bottom edge: it cannot tell which side is off."""
+    rendered = render(sample_scene(920014, dpi=300, supersample=1))
+    outer = detect_outer(rendered.image, STANDARD)
+    assert isinstance(outer, str) and "more than one side" in outer
+
+
 def _extent_error_mm(quad: np.ndarray, box_label: np.ndarray, px_per_mm: float) -> float:
     """The largest difference between a quad's extent and a box's (both as left, top, right, bottom), in mm."""
     box = label_to_cv(box_label)
