@@ -15,6 +15,7 @@ middle; the full pass then fits the bar's far side too, with the rule's width me
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,9 @@ RULE_GAIN = 0.3  # a rule is there when two edges explain this share of what one
 RULE_MIN_SHARE = 0.2  # the step onto the rule is at least this share of the larger of the two,
 RULE_MAX_SPREAD = 0.3  # and it varies along the edge by at most this share of itself (one ink, one border)
 NARROW_RULE_SIGMAS = 4.0  # a rule narrower than this many blur sigmas leaves its width and the blur entangled
+MAX_BLUR_RATIO = 1.3  # a step this much blurrier than the edge's sharper ones took in a second edge beside it
+MIN_PULL_PX = 0.1  # and such steps that lie this far off the line, on one side in the median, were pulled there
+LUMA_BLUR_SHARE = 8  # the blur in luma is measured on every 8th step found: a median needs no more
 BLUR_AGREEMENT = 1.4  # the card edges' blur is taken for a narrow rule's when the two agree within this factor
 
 
@@ -59,7 +63,7 @@ class EdgeFit:
     centre_along: float  # mean position of the inliers along the edge (px)
     spread_along: float  # sum of squared deviations of their positions along the edge (px^2)
     correlation: float  # integrated autocorrelation of the residuals along the edge (>= 1)
-    blur_px: float  # median blur (Gaussian sigma) of the steps
+    blur_px: float  # median blur (Gaussian sigma) of the steps; in luma where asked for (see fit_edge)
     rule_px: float = 0.0  # width of the printed rule fitted beside the edge, 0 where there is none
     rule_sigma_px: float = 0.0  # what a narrow rule's width, entangled with the blur, leaves uncertain (1 sigma)
     alternative: EdgeFit | None = None  # a second straight edge the steps off this line support, if any
@@ -122,6 +126,7 @@ def fit_edge(
     max_profiles: int = 160,
     min_coverage: float = 0.3,
     min_inlier_share: float = 0.5,
+    card_edge: bool = False,
 ) -> EdgeFit | str:
     """Fit the edge near the coarse line between the feet of p0 and p1 (OpenCV pixels); the reason when it cannot.
 
@@ -132,6 +137,11 @@ def fit_edge(
     unless a rule is found there, whose far side the window then takes in and the model fits. A narrow rule's width
     and the blur are hard to tell apart, and a wrong width moves the edge: there `blur_px`, the blur measured on a
     plain edge of the same image (the card's own), settles it.
+
+    A `card_edge` (the card's cut edge, not a print's) has its `blur_px` measured in luma, as the search for a rule
+    sees the print: an edge carried by colour is blurred more (JPEG halves the resolution of colour), and a rule
+    fitted with that blur comes out too narrow, or merges into one step. And its steps far blurrier than the rest
+    are left out of the line (see `_without_blurred_steps`), unless too few would remain for one.
     """
     rows, vertical = _rows(image, coarse, p0, p1, max_profiles)
     if len(rows) < 10:
@@ -162,7 +172,39 @@ def fit_edge(
         image, line, rows, vertical, (half_window, inner) if inward >= 0 else (inner, half_window)
     )
     fits = _fit_steps(full_profiles, bar, sigma)
-    return _final_line(full_profiles, fits, rule, min_coverage, min_inlier_share)
+    result = _final_line(full_profiles, fits, rule, min_coverage, min_inlier_share)
+    if card_edge and not isinstance(result, str):
+        return _sharp_card_edge(full_profiles, fits, result, min_coverage, min_inlier_share)
+    return result
+
+
+def _sharp_card_edge(
+    profiles: _Profiles, fits: StepFits, fit: EdgeFit, min_coverage: float, min_inlier_share: float
+) -> EdgeFit:
+    """The card's edge fitted again without the steps a second edge beside it widened and pulled off the line (if
+    one remains), with its blur in luma."""
+    sharp = _without_blurred_steps(profiles, fits, fit.line)
+    if sharp is not None:
+        refit = _final_line(profiles, sharp, None, min_coverage, min_inlier_share)
+        if not isinstance(refit, str):
+            fit, fits = refit, sharp
+    return dataclasses.replace(fit, blur_px=_luma_blur(profiles, fits, fit.blur_px))
+
+
+def _luma_blur(profiles: _Profiles, fits: StepFits, fallback: float) -> float:
+    """The blur of the steps in luma, from every LUMA_BLUR_SHARE-th profile with a step; `fallback` where luma
+    shows a step in under half of them (an edge between two colours of one brightness)."""
+    if profiles.values.ndim == 2:
+        return fallback
+    sample = np.flatnonzero(fits.ok)[::LUMA_BLUR_SHARE]
+    luma = fit_steps(
+        profiles.values[sample] @ LUMA_WEIGHTS,
+        profiles.positions[sample],
+        fits.mu[sample],
+        sigma0=fallback,
+        min_step=MIN_STEP_LEVELS,
+    )
+    return float(np.nanmedian(luma.sigma)) if luma.ok.mean() >= 0.5 else fallback
 
 
 def _final_line(
@@ -186,6 +228,25 @@ def _final_line(
             alternative = _edge_fit(profiles, *lines[1], fits, rule)
             return _edge_fit(profiles, *lines[0], fits, rule, alternative)
     return _edge_fit(profiles, *full, fits, rule)
+
+
+def _without_blurred_steps(profiles: _Profiles, fits: StepFits, line: Line) -> StepFits | None:
+    """The steps, less those far blurrier than the edge's sharper ones, where those lie off `line` to one side: one
+    blur holds all along an edge, and a step fitted much wider took in a second edge within its window (a sleeve's
+    edge a few pixels off the card's, converging with it), which pulls it towards that edge by up to a pixel while it
+    still lies close enough to the line to tilt it. None where no such steps are: noise widens a few steps, but
+    does not move them all one way."""
+    if not fits.ok.any():
+        return None
+    # Against the sharper steps' blur: where the second edge runs beside the first over half the edge, the median
+    # step is one of those widened by it.
+    blurred = fits.sigma > MAX_BLUR_RATIO * float(np.nanpercentile(fits.sigma, 25))
+    if not blurred.any():
+        return None
+    pull = float(np.median(signed_distance(line, profiles.points(fits.mu)[blurred])))
+    if abs(pull) < MIN_PULL_PX:
+        return None
+    return dataclasses.replace(fits, mu=np.where(blurred, np.nan, fits.mu))
 
 
 def _second_edge(points: np.ndarray, line: Line, inliers: np.ndarray, threshold: float) -> np.ndarray | None:

@@ -138,6 +138,7 @@ def _fit(
         blur_px=_blur(outer_fits) if role == "graphic" else None,
         # Name plates and logos printed across the frame can hide half of a graphic edge; a card edge hides less.
         min_inlier_share=0.35 if role == "graphic" else 0.5,
+        card_edge=role == "outer",
     )
 
 
@@ -180,7 +181,7 @@ def _quad(fits: dict[Edge, EdgeFit]) -> np.ndarray:
 
 
 def _blur(fits: dict[Edge, EdgeFit]) -> float:
-    """The image's blur as the card's own edges show it: plain steps, where a rule's bar cannot mislead it."""
+    """The image's blur as the card's own edges show it in luma: plain steps, where a rule's bar cannot mislead it."""
     return float(np.median([f.blur_px for f in fits.values()]))
 
 
