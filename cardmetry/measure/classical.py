@@ -29,7 +29,14 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from cardmetry.geometry.edges import EdgeHits, Profiles, fit_line_robust, locate_edges, segment_positions
+from cardmetry.geometry.edges import (
+    EdgeHits,
+    LineFit,
+    Profiles,
+    fit_line_robust,
+    locate_edges,
+    segment_positions,
+)
 from cardmetry.geometry.frame import TwoEdgeRule, first_edge_from_border, frame_edge_or_pair
 from cardmetry.geometry.homography import apply_homography, homography_from_points, transform_line
 from cardmetry.geometry.lines import (
@@ -104,6 +111,10 @@ _BAND = (0.2, 0.7)  # the stretch of the adjacent side read between the two edge
 _SIDE_OFFSETS_MM = (0.3, 0.8)  # the colours either side of the adjacent frame edge, this far from it
 _REFERENCE_ALONG_MM = (1.0, 3.0)  # the adjacent edge's own step, read this far inward of the inner edge
 _CONTINUES, _STOPS = 0.5, 0.2  # the step in the band as a share of its own: the frame edge runs on, or it ends
+# A band lining the frame whose outer step merges with its inner one on the reduced copy in some profiles.
+_BAND_MIN_PX, _BAND_MAX_MM = 1.0, 1.0  # its width: reduced pixels apart at least, and at most a millimetre
+_BAND_SHARE = 0.15  # of the profiles, finding its outer side
+_BAND_OFF_SHARE = 0.8  # of the profiles on the fitted line, off the border's colour halfway across the band
 
 
 @dataclass(frozen=True, eq=False)
@@ -577,8 +588,52 @@ def _coarse_frame_side(
     # The outer line first: the one nearer the card's edge.
     card_edge = _inside_positive(line_through(q0, q1), inward)
     fits = tuple(sorted(fits, key=lambda one: float(np.nanmedian(signed_distance(card_edge, points[one.inliers])))))
-    lines = tuple(_line_to_full(one.line, reduced.factor) for one in fits)
-    return _FrameSide(p0, p1, inward, lines, tuple(one.count for one in fits), reduced.to_full(points))
+    lines, counts = [one.line for one in fits], [one.count for one in fits]
+    if len(fits) == 1:
+        texture = _texture(distance, profiles.offsets, begin, px_per_mm)
+        lines[0], counts[0], points = _band_outside(fits[0], points, distance, profiles, inward, texture, px_per_mm)
+    full = tuple(_line_to_full(line, reduced.factor) for line in lines)
+    return _FrameSide(p0, p1, inward, full, tuple(counts), reduced.to_full(points))
+
+
+def _band_outside(
+    fit: LineFit,
+    points: np.ndarray,
+    distance: np.ndarray,
+    profiles: Profiles,
+    inward: np.ndarray,
+    texture: float,
+    px_per_mm: float,
+) -> tuple[Line, int, np.ndarray]:
+    """The fitted edge, or the outer side of a narrow band of colour that lies just outside it, with the points.
+
+    A band lining the frame (a few reduced pixels wide) is a step off the border's colour and then a second one;
+    smoothed on the reduced copy the two steps merge in some profiles, whose first edge then lands on the band's
+    inner side. The frame's edge is the first one inward from the border's colour, so where a share of the profiles
+    find a parallel edge just outside the fitted one and the colour between the two is off the border's in most
+    profiles (a band, not a dotted line in the border), the profiles on the fitted line are moved onto the band's
+    outer side too.
+    """
+    line = _inside_positive(fit.line, inward)
+    residual = signed_distance(line, points)
+    outside = residual[(residual <= -_BAND_MIN_PX) & (residual >= -_BAND_MAX_MM * px_per_mm)]
+    band = _densest(outside, half_band=1.0)
+    if band is None or band[1] < max(5, _BAND_SHARE * len(points)):
+        return fit.line, fit.count, points
+    gap = band[0]  # negative: outside the fitted line
+    # The colour halfway between the two edges, in each profile on the fitted line.
+    rows = np.flatnonzero(fit.inliers)
+    found = (points[rows] - profiles.origins[rows]) @ profiles.normal
+    step = profiles.offsets[1] - profiles.offsets[0]
+    columns = np.round((found + gap / 2 - profiles.offsets[0]) / step).astype(int)
+    columns = np.clip(columns, 0, len(profiles.offsets) - 1)
+    off_border = distance[rows, columns] >= max(_MIN_CONTRAST, _TEXTURE_STEP * texture)
+    if np.mean(off_border) < _BAND_OFF_SHARE:
+        return fit.line, fit.count, points
+    shifted = line - np.array([0.0, 0.0, gap * float(line[:2] @ inward)])
+    moved = np.where(fit.inliers[:, None], points + gap * inward, points)
+    on_band = np.abs(signed_distance(shifted, moved)) <= 1.0
+    return shifted, int(np.count_nonzero(on_band)), moved
 
 
 def _resolve_pair(
@@ -665,14 +720,33 @@ def _clear_of_texture(
     distance, typical over the side); a step is the median distance over `_STEP_MM` after the edge.
     """
     step_px = float(offsets[1] - offsets[0])
-    stretch = (offsets >= begin) & (offsets <= begin + _TEXTURE_MM * px_per_mm)
-    texture = float(np.nanmedian(np.percentile(distance[:, stretch], 90, axis=1)))
+    texture = _texture(distance, offsets, begin, px_per_mm)
     reach = max(1, round(_STEP_MM * px_per_mm / step_px))
     first = np.floor((np.nan_to_num(hits.offsets, nan=offsets[0]) - offsets[0]) / step_px).astype(int) + 1
     columns = np.clip(first[:, None] + np.arange(reach), 0, len(offsets) - 1)
     step = np.median(distance[np.arange(len(first))[:, None], columns], axis=1)
     faint = ~(step >= _TEXTURE_STEP * texture)
     return replace(hits, offsets=np.where(faint, np.nan, hits.offsets))
+
+
+def _texture(distance: np.ndarray, offsets: np.ndarray, begin: float, px_per_mm: float) -> float:
+    """How far the border's first `_TEXTURE_MM` strays from its colour: the 90th percentile of the distance,
+    typical over the side."""
+    stretch = (offsets >= begin) & (offsets <= begin + _TEXTURE_MM * px_per_mm)
+    return float(np.nanmedian(np.percentile(distance[:, stretch], 90, axis=1)))
+
+
+def _densest(values: np.ndarray, half_band: float) -> tuple[float, int] | None:
+    """The centre of the densest band (2 `half_band` wide, its centre tried in half-pixel steps) of some values,
+    the median of those in it, and how many it holds; None for fewer than two values."""
+    if len(values) < 2:
+        return None
+    centres = np.arange(np.floor(values.min()), np.ceil(values.max()) + 1.0, 0.5)
+    ordered = np.sort(values)
+    counts = np.searchsorted(ordered, centres + half_band, "right") - np.searchsorted(ordered, centres - half_band)
+    centre = centres[int(np.argmax(counts))]
+    band = values[np.abs(values - centre) <= half_band]
+    return float(np.median(band)), len(band)
 
 
 def _rigid_frame(sides: dict[str, _FrameSide], outer: np.ndarray) -> dict[str, Line | str]:
@@ -719,16 +793,10 @@ def _line_at_lean(
     angle = np.radians(lean_deg)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     normal = rotation @ card_edge[:2]
-    offsets = points[~np.isnan(points[:, 0])] @ normal
-    if len(offsets) < 2:
+    densest = _densest(points[~np.isnan(points[:, 0])] @ normal, half_band)
+    if densest is None:
         return None
-    # The densest band of offsets, its centre tried in half-pixel steps.
-    centres = np.arange(np.floor(offsets.min()), np.ceil(offsets.max()) + 1.0, 0.5)
-    ordered = np.sort(offsets)
-    counts = np.searchsorted(ordered, centres + half_band, "right") - np.searchsorted(ordered, centres - half_band)
-    centre = centres[int(np.argmax(counts))]
-    band = offsets[np.abs(offsets - centre) <= half_band]
-    return np.array([normal[0], normal[1], -float(np.median(band))]), len(band)
+    return np.array([normal[0], normal[1], -densest[0]]), densest[1]
 
 
 def _fine_graphic_line(

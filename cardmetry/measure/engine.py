@@ -29,6 +29,11 @@ RULE_AGREEMENT = 1.5  # one edge's rule this many times wider than every other e
 CLEARLY_TURNED_DEG = 0.05  # an edge's second candidate turns with the frame this much better to replace the first
 MIN_PX_PER_MM = 8.0  # below about 200 dpi a pixel is wider than the precision a grader needs
 WEAK_EDGE_LEVELS = 20.0  # a step smaller than this (of 255) is measured but flagged
+# Steps scatter about a clean edge's line by 0.05-0.25 px on renders, and 0.3-1 px on real scans' halftone and
+# paper. An edge scattering far more than the card's other edges of its kind may be tilted by what crosses it, and
+# its uncertainty, derived from that scatter, may be too small: flagged for a person to look at.
+POOR_FIT_RMS_PX = 0.5
+POOR_FIT_RATIO = 3.0
 
 
 def measure_borders(
@@ -162,11 +167,14 @@ def _odd_rules(fits: dict[Edge, EdgeFit]) -> dict[Edge, float]:
 
 def _fit_flags(role: str, fits: dict[Edge, EdgeFit]) -> list[str]:
     flags = []
+    poor_fit_px = max(POOR_FIT_RMS_PX, POOR_FIT_RATIO * float(np.median([f.rms_px for f in fits.values()])))
     for edge, fit in fits.items():
         if fit.contrast < WEAK_EDGE_LEVELS:
             flags.append(f"weak {role} {edge} edge (contrast {fit.contrast:.0f} levels)")
         if fit.inliers < 0.8 * fit.profiles:
             flags.append(f"{role} {edge} edge partly occluded ({fit.inliers / fit.profiles:.0%} on the line)")
+        if fit.rms_px > poor_fit_px:
+            flags.append(f"{role} {edge} edge fits poorly (steps scatter {fit.rms_px:.2f} px RMS about its line)")
     return flags
 
 

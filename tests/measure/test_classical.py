@@ -23,6 +23,7 @@ from cardmetry.geometry.specs import STANDARD
 from cardmetry.measure.classical import Reduced, detect_graphic, detect_outer
 from cardmetry.measure.pipeline import measure_image
 from cardmetry.measure.quality import suspected_sleeve_edge
+from cardmetry.measure.rr import perturb, sample_perturbations
 
 REAL_SCANS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-scans"
 
@@ -205,6 +206,27 @@ def test_a_dark_border_as_dark_as_the_lid_is_sought_where_the_cards_aspect_puts_
     outer = detect_outer(image, STANDARD)
     assert not isinstance(outer, str), outer
     assert _extent_error_mm(outer, box.polygon, 600 / 25.4) < 0.3
+
+
+@pytest.mark.realscans
+@pytest.mark.skipif(not REAL_SCANS.is_dir(), reason=f"{REAL_SCANS} is not there")
+def test_a_band_lining_the_frame_gives_its_outer_side_in_every_rescan() -> None:
+    """Test021's light blue left border meets a 0.5 mm blue band, then dark art. On the reduced copy the band's two
+    steps merge in some profiles: the left edge used to land on the band's outer side in some simulated rescans and
+    on its inner side in others, 11 px (0.5 mm) apart. The frame's edge is the first one, the band's outer side."""
+    image = load_image(REAL_SCANS / "images" / "Test021.jpg")
+    gaps = []
+    for perturbation in [None, *sample_perturbations(8)]:
+        rescan = image if perturbation is None else perturb(image, perturbation)
+        outer = detect_outer(rescan, STANDARD)
+        if isinstance(outer, str):
+            continue  # a rescan cropped too tightly for the lid to show around the card
+        graphic = detect_graphic(rescan, outer, STANDARD)
+        assert not isinstance(graphic, str), graphic
+        gaps.append((graphic[0, 0] + graphic[3, 0] - outer[0, 0] - outer[3, 0]) / 2)
+    assert len(gaps) >= 6
+    assert max(gaps) - min(gaps) < 5.0, gaps
+    assert 78.0 < np.median(gaps) < 87.0  # the band's outer side, its inner side lying about 93 px in
 
 
 def test_a_toploader_wall_taken_for_one_card_edge_is_not_measured() -> None:

@@ -77,6 +77,24 @@ def test_a_rule_is_found_where_the_card_edge_is_blurred_by_jpeg_colour() -> None
     assert isinstance(result, Measurement), getattr(result, "reason", "")
     errors = np.array([p.border_mm - truth[p.id] for p in result.points])
     assert np.abs(errors).mean() < 0.015 and np.abs(errors).max() < 0.03
+    assert not any("fits poorly" in flag for flag in result.flags)
+
+
+def test_an_edge_scattering_far_more_than_the_others_is_flagged() -> None:
+    # A phone photo whose graphic bottom edge is faint (24 levels) beside a name plate: its steps scatter about 1 px
+    # about a line tilted by the plate, five times the other edges' scatter; measured, but a person must look.
+    seed = 960017
+    scene = sample_scene(seed, photo=True)
+    rendered = render(scene)
+    result = measure_borders(
+        rendered.image,
+        coarse(rendered.truth.outer_quad_px, seed),
+        coarse(rendered.truth.graphic_quad_px, seed + 1),
+        scene.spec,
+    )
+    assert isinstance(result, Measurement), getattr(result, "reason", "")
+    poor = [flag for flag in result.flags if "fits poorly" in flag]
+    assert len(poor) == 1 and poor[0].startswith("graphic bottom edge fits poorly")
 
 
 def test_json_has_the_contract_shape() -> None:
