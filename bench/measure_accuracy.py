@@ -12,7 +12,8 @@ to 1 deg, blur sigma 0.5 to 1.0 px, noise, JPEG 90, sleeves and toploaders) and 
   rectangle of what differs from the border colour as the art, widths in whole pixels, one per side.
 
 Renders run in worker processes first; measurements then run one at a time in this process, so the timings are
-not disturbed by rendering. Prints the figures and writes them to bench/results/measure_accuracy.md.
+not disturbed by rendering. Each card's time is the best of 3 runs; the table gives the median over cards.
+Prints the figures and writes them to bench/results/measure_accuracy.md.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from timing import timed  # bench/timing.py: scripts run from bench/ import it directly
 
 from cardmetry.data.synth import render, sample_scene
 from cardmetry.geometry.specs import STANDARD
@@ -151,9 +153,7 @@ def naive_measure(image: np.ndarray) -> dict[str, float] | None:
 
 
 def score_naive(figures: Figures, image: np.ndarray, truth: object, seed: int) -> None:
-    start = time.perf_counter()
-    sides = naive_measure(image)
-    ms = (time.perf_counter() - start) * 1000
+    sides, ms = timed(lambda: naive_measure(image))
     if sides is None:
         figures.refusals.append(f"seed {seed}: nothing found")
         return
@@ -170,15 +170,13 @@ def run_kind(kind: str, count: int, workers: int) -> dict[str, Figures]:
     cards = list(rendered_cards(kind, count, workers))  # all renders first: timings below run alone
     for seed, rendered in cards:
         truth = rendered.truth
-        start = time.perf_counter()
-        result = measure_image(rendered.image, STANDARD, name=f"seed {seed}")
-        score(methods["classical"], result, truth, seed, (time.perf_counter() - start) * 1000)
+        result, ms = timed(lambda: measure_image(rendered.image, STANDARD, name=f"seed {seed}"))  # noqa: B023
+        score(methods["classical"], result, truth, seed, ms)
         rng = np.random.default_rng(seed)
         outer = truth.outer_quad_px + rng.uniform(-COARSE_JITTER_PX, COARSE_JITTER_PX, (4, 2))
         graphic = truth.graphic_quad_px + rng.uniform(-COARSE_JITTER_PX, COARSE_JITTER_PX, (4, 2))
-        start = time.perf_counter()
-        result = measure_borders(rendered.image, outer, graphic, STANDARD)
-        score(methods["engine"], result, truth, seed, (time.perf_counter() - start) * 1000)
+        result, ms = timed(lambda: measure_borders(rendered.image, outer, graphic, STANDARD))  # noqa: B023
+        score(methods["engine"], result, truth, seed, ms)
         score_naive(methods["naive"], rendered.image, truth, seed)
     return methods
 

@@ -394,6 +394,15 @@ def _find_rule(
         return None
     start = (anchors[i], offsets[j] - anchors[i])
     bar = fit_pooled_bar(*data, *start, search_sigma)
+    # One ink on one border: the step onto the rule is alike in every profile that crosses it. Where the first
+    # pass's line met something else in a few profiles (the letters of a name plate across the edge), their steps
+    # differ, and pooled with the rule's they widen it (a 2 px rule by half a pixel). A narrow rule keeps the
+    # pooled width (see _fit_steps), so it is measured again without them; a wide one's is fitted in each profile.
+    same_ink = _same_ink(bar, inward)
+    narrow = abs(bar.width) < NARROW_RULE_SIGMAS * bar.sigma
+    if narrow and not same_ink.all() and same_ink.sum() >= len(same_ink) / 2:
+        data = tuple(d[same_ink] for d in data)
+        bar = fit_pooled_bar(*data, bar.offset, bar.width, bar.sigma)
     spread = 0.0
     if blur and abs(bar.width) < NARROW_RULE_SIGMAS * bar.sigma:
         # The card's own blur settles a narrow rule's width, unless it is far from the print's (a colour-only card
@@ -410,6 +419,14 @@ def _find_rule(
     if not _printed_rule(bar.heights[:, 0 if first_is_outer else 1], bar.heights[:, 1 if first_is_outer else 0]):
         return None
     return _Rule(shift_px=outer, width_px=inner - outer, blur_px=bar.sigma, sigma_px=spread)
+
+
+def _same_ink(bar: PooledBar, inward: int) -> np.ndarray:
+    """Which profiles' steps from the border onto the rule (the bar's outer side; the inner one changes with the
+    art) are the typical one's, the median's, within RULE_MAX_SPREAD of its height."""
+    steps = bar.heights[:, 0 if _sides(bar, inward)[0] == bar.offset else 1]
+    typical = np.median(steps, axis=0)
+    return np.linalg.norm(steps - typical, axis=1) <= RULE_MAX_SPREAD * float(np.linalg.norm(typical))
 
 
 def _sides(bar: PooledBar, inward: int) -> tuple[float, float]:
