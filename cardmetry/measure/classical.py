@@ -339,17 +339,8 @@ def _fine_outer_line(
     least `_EDGE_SHARE` of the strongest in a narrow window; a robust line through them."""
     px_per_mm = _px_per_mm(quad, spec)
     sigma = 1.0
-    pad = 3.5 * sigma + 0.5
-    profiles = remap_profiles(
-        image,
-        p0,
-        p1,
-        inward,
-        offset_range=(-_FINE_OUTSIDE_MM * px_per_mm - pad, _FINE_INSIDE_MM * px_per_mm + pad),
-        offset_step=0.5,
-        spacing=max(2.0, _FINE_SPACING_MM * px_per_mm),
-        margin=_OUTER_CORNER_MM * px_per_mm,
-    )
+    search = (-_FINE_OUTSIDE_MM * px_per_mm, _FINE_INSIDE_MM * px_per_mm)
+    profiles = _card_edge_profiles(image, p0, p1, inward, search, sigma, px_per_mm)
     hits = locate_edges(
         profiles.values,
         profiles.offsets,
@@ -357,7 +348,7 @@ def _fine_outer_line(
         sigma_px=sigma,
         min_snr=3.0,
         min_gradient=_min_gradient(_MIN_CONTRAST, sigma),
-        search_range=(-_FINE_OUTSIDE_MM * px_per_mm, _FINE_INSIDE_MM * px_per_mm),
+        search_range=search,
         min_share_of_strongest=_EDGE_SHARE,
     )
     count = len(hits.offsets)
@@ -408,6 +399,30 @@ def _card_shaped_lines(image: np.ndarray, lines: list[Line], spec: CardSpec) -> 
     return moved[0] if moved else lines
 
 
+def _card_edge_profiles(
+    image: np.ndarray,
+    p0: np.ndarray,
+    p1: np.ndarray,
+    inward: np.ndarray,
+    search: tuple[float, float],
+    sigma: float,
+    px_per_mm: float,
+) -> Profiles:
+    """Full-resolution profiles across a card edge between p0 and p1, off its rounded corners, reaching past the
+    search range by what a derivative-of-Gaussian of `sigma` needs at its ends."""
+    pad = 3.5 * sigma + 0.5
+    return remap_profiles(
+        image,
+        p0,
+        p1,
+        inward,
+        offset_range=(search[0] - pad, search[1] + pad),
+        offset_step=0.5,
+        spacing=max(2.0, _FINE_SPACING_MM * px_per_mm),
+        margin=_OUTER_CORNER_MM * px_per_mm,
+    )
+
+
 def _clear_edge_at(image: np.ndarray, lines: list[Line], index: int, spec: CardSpec) -> Line | None:
     """A clear straight edge (full resolution) near where the card's aspect puts side `index` from the other
     three sides, or None."""
@@ -421,17 +436,7 @@ def _clear_edge_at(image: np.ndarray, lines: list[Line], index: int, spec: CardS
     px_per_mm = _px_per_mm(quad, spec)
     reach = _RESEARCH_MM * px_per_mm
     sigma = 1.0
-    pad = 3.5 * sigma + 0.5
-    profiles = remap_profiles(
-        image,
-        p0,
-        p1,
-        _inward_normal(p0, p1, centre),
-        offset_range=(-reach - pad, reach + pad),
-        offset_step=0.5,
-        spacing=max(2.0, _FINE_SPACING_MM * px_per_mm),
-        margin=_OUTER_CORNER_MM * px_per_mm,
-    )
+    profiles = _card_edge_profiles(image, p0, p1, _inward_normal(p0, p1, centre), (-reach, reach), sigma, px_per_mm)
     hits = locate_edges(
         profiles.values,
         profiles.offsets,

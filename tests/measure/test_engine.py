@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cardmetry.data.synth import render, sample_scene
+from cardmetry.data.synth import Rendered, render, sample_scene
 from cardmetry.geometry.specs import STANDARD
 from cardmetry.measure.engine import _odd_rules, measure_borders
 from cardmetry.measure.pipeline import measure_image
@@ -19,6 +19,14 @@ from cardmetry.measure.result import SCHEMA, Measurement, Refusal
 def coarse(quad: np.ndarray, seed: int, jitter_px: float = 1.5) -> np.ndarray:
     """What a model gives: each corner a pixel or two off."""
     return quad + np.random.default_rng(seed).uniform(-jitter_px, jitter_px, quad.shape)
+
+
+def measured_from_coarse(seed: int, **options: object) -> tuple[Rendered, Measurement | Refusal]:
+    """A render of `sample_scene(seed, **options)` measured from its true quads moved as a model would move them."""
+    scene = sample_scene(seed, **options)
+    rendered = render(scene)
+    outer, graphic = coarse(rendered.truth.outer_quad_px, seed), coarse(rendered.truth.graphic_quad_px, seed + 1)
+    return rendered, measure_borders(rendered.image, outer, graphic, scene.spec)
 
 
 @pytest.mark.parametrize(
@@ -44,15 +52,8 @@ def coarse(quad: np.ndarray, seed: int, jitter_px: float = 1.5) -> np.ndarray:
     ],
 )
 def test_widths_match_the_truth_of_scans(seed: int, dpi: int) -> None:
-    scene = sample_scene(seed, dpi=dpi)
-    rendered = render(scene)
+    rendered, result = measured_from_coarse(seed, dpi=dpi)
     truth = {w.station.id: w.border_mm for w in rendered.truth.widths}
-    result = measure_borders(
-        rendered.image,
-        coarse(rendered.truth.outer_quad_px, seed),
-        coarse(rendered.truth.graphic_quad_px, seed + 1),
-        scene.spec,
-    )
     assert isinstance(result, Measurement), getattr(result, "reason", "")
     errors = np.array([p.border_mm - truth[p.id] for p in result.points])
     assert np.abs(errors).mean() < 0.005 and np.abs(errors).max() < 0.02
@@ -65,16 +66,8 @@ def test_a_rule_is_found_where_the_card_edge_is_blurred_by_jpeg_colour() -> None
     # A phone photo: a 2.7 px dark rule on a magenta border, and a card edge whose contrast against the background
     # is nearly all colour, blurred 1.2 times more than the print by JPEG. The rule, fitted with that blur, merged
     # into one step on all four edges, and the frame was fitted up to 2 px off, 0.14 mm at B5.
-    seed = 960022
-    scene = sample_scene(seed, photo=True)
-    rendered = render(scene)
+    rendered, result = measured_from_coarse(960022, photo=True)
     truth = {w.station.id: w.border_mm for w in rendered.truth.widths}
-    result = measure_borders(
-        rendered.image,
-        coarse(rendered.truth.outer_quad_px, seed),
-        coarse(rendered.truth.graphic_quad_px, seed + 1),
-        scene.spec,
-    )
     assert isinstance(result, Measurement), getattr(result, "reason", "")
     errors = np.array([p.border_mm - truth[p.id] for p in result.points])
     assert np.abs(errors).mean() < 0.015 and np.abs(errors).max() < 0.03
@@ -84,15 +77,7 @@ def test_a_rule_is_found_where_the_card_edge_is_blurred_by_jpeg_colour() -> None
 def test_an_edge_scattering_far_more_than_the_others_is_flagged() -> None:
     # A phone photo whose graphic bottom edge is faint (24 levels) beside a name plate: its steps scatter about 1 px
     # about a line tilted by the plate, five times the other edges' scatter; measured, but a person must look.
-    seed = 960017
-    scene = sample_scene(seed, photo=True)
-    rendered = render(scene)
-    result = measure_borders(
-        rendered.image,
-        coarse(rendered.truth.outer_quad_px, seed),
-        coarse(rendered.truth.graphic_quad_px, seed + 1),
-        scene.spec,
-    )
+    _, result = measured_from_coarse(960017, photo=True)
     assert isinstance(result, Measurement), getattr(result, "reason", "")
     poor = [flag for flag in result.flags if "fits poorly" in flag]
     assert len(poor) == 1 and poor[0].startswith("graphic bottom edge fits poorly")
