@@ -35,7 +35,7 @@ from cardmetry.geometry.edges import (
     Profiles,
     fit_line_robust,
     locate_edges,
-    segment_positions,
+    sample_profiles,
 )
 from cardmetry.geometry.frame import TwoEdgeRule, first_edge_from_border, frame_edge_or_pair
 from cardmetry.geometry.homography import apply_homography, homography_from_points, transform_line
@@ -302,16 +302,16 @@ def _coarse_outer_line(
 ) -> Line | str:
     """The card's edge across one rough side (reduced copy): in each profile, the outermost place where the image
     leaves the background and stays off it; a robust line through those places."""
-    profiles = remap_profiles(
+    profiles = sample_profiles(
         card,
         p0,
         p1,
-        inward,
+        normal=inward,
+        sampling="nearest",
         offset_range=(-_OUTSIDE_MM * px_per_mm, _INSIDE_MM * px_per_mm),
         offset_step=1.0,
         spacing=_COARSE_SPACING_PX,
         margin=_OUTER_CORNER_MM * px_per_mm,
-        nearest=True,
     )
     off_background = np.nan_to_num(profiles.values, nan=0.0) > 0.5
     stay = max(2, round(_STAY_MM * px_per_mm))
@@ -411,11 +411,12 @@ def _card_edge_profiles(
     """Full-resolution profiles across a card edge between p0 and p1, off its rounded corners, reaching past the
     search range by what a derivative-of-Gaussian of `sigma` needs at its ends."""
     pad = 3.5 * sigma + 0.5
-    return remap_profiles(
+    return sample_profiles(
         image,
         p0,
         p1,
-        inward,
+        normal=inward,
+        sampling="remap",
         offset_range=(search[0] - pad, search[1] + pad),
         offset_step=0.5,
         spacing=max(2.0, _FINE_SPACING_MM * px_per_mm),
@@ -556,11 +557,12 @@ def _coarse_frame_side(
     px_per_mm = px_per_mm_full / reduced.factor
     q0, q1 = reduced.to_reduced(p0), reduced.to_reduced(p1)
     sigma = _GRAPHIC_SIGMA_PX
-    profiles = remap_profiles(
+    profiles = sample_profiles(
         reduced.image,
         q0,
         q1,
-        inward,
+        normal=inward,
+        sampling="remap",
         offset_range=(0.0, _REACH_MM * px_per_mm),
         offset_step=0.5,
         spacing=_COARSE_SPACING_PX,
@@ -705,8 +707,16 @@ def _colours_either_side(
     each pixel along it from `start` to `stop`; None where that stretch has under three pixels or leaves the image."""
     near, far = (mm * px_per_mm for mm in _SIDE_OFFSETS_MM)
     a, b = _project(edge, start), _project(edge, stop)
-    profiles = remap_profiles(
-        reduced.image, a, b, edge[:2], offset_range=(-far, far), offset_step=0.5, spacing=1.0, margin=0.0
+    profiles = sample_profiles(
+        reduced.image,
+        a,
+        b,
+        normal=edge[:2],
+        sampling="remap",
+        offset_range=(-far, far),
+        offset_step=0.5,
+        spacing=1.0,
+        margin=0.0,
     )
     if len(profiles.origins) < 3 or np.isnan(profiles.values).any():
         return None
@@ -822,11 +832,12 @@ def _fine_graphic_line(
     reference = _REFERENCE_MM * px_per_mm
     a0, a1 = _project(coarse, p0), _project(coarse, p1)
     direction = inward if coarse[:2] @ inward > 0 else -inward
-    profiles = remap_profiles(
+    profiles = sample_profiles(
         image,
         a0,
         a1,
-        direction,
+        normal=direction,
+        sampling="remap",
         offset_range=(-half - reference - 3.5 * sigma, half + 3.5 * sigma),
         offset_step=0.5,
         spacing=max(2.0, _FINE_SPACING_MM * px_per_mm),
@@ -871,36 +882,6 @@ def _two_edge_rule(px_per_mm: float, spacing_px: float) -> TwoEdgeRule:
         overhang_profiles=max(2, round(1.0 * px_per_mm / spacing_px)),
         max_rms_px=1.4,
     )
-
-
-def remap_profiles(
-    image: np.ndarray,
-    p0: np.ndarray,
-    p1: np.ndarray,
-    normal: np.ndarray,
-    *,
-    offset_range: tuple[float, float],
-    offset_step: float,
-    spacing: float,
-    margin: float,
-    nearest: bool = False,
-) -> Profiles:
-    """`cardmetry.geometry.edges.sample_profiles`, through OpenCV's remap: its positions are quantised to 1/32
-    px, nothing to a coarse detector, and it is many times faster. NaN where a sample falls outside the image."""
-    origins = segment_positions(p0, p1, spacing, margin)
-    count = int(np.floor((offset_range[1] - offset_range[0]) / offset_step + 1e-9)) + 1
-    offsets = offset_range[0] + offset_step * np.arange(count)
-    grid = (origins[:, None, :] + offsets[None, :, None] * normal).astype(np.float32)
-    if len(origins) == 0:
-        return Profiles(origins, normal, offsets, np.empty((0, count, *image.shape[2:])))
-    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    values = cv2.remap(image, grid[..., 0], grid[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE)
-    height, width = image.shape[:2]
-    x, y = grid[..., 0], grid[..., 1]
-    outside = (x < 0) | (y < 0) | (x > width - 1) | (y > height - 1)
-    values = values.astype(np.float64)
-    values[outside] = np.nan
-    return Profiles(origins, np.asarray(normal, float), offsets, values)
 
 
 def _px_per_mm(quad: np.ndarray, spec: CardSpec) -> float:

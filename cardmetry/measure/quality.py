@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cardmetry.geometry.edges import fit_line_robust, locate_edges
+from cardmetry.geometry.edges import fit_line_robust, locate_edges, sample_profiles
 from cardmetry.geometry.lines import angle_between_deg, line_through, quad_side_ends, signed_distance
 from cardmetry.geometry.specs import CardSpec
-from cardmetry.measure.classical import Reduced, content_box, remap_profiles
+from cardmetry.measure.classical import Reduced, content_box
 
 SLEEVE_NEAR_MM, SLEEVE_FAR_MM = 0.3, 6.0  # a sleeve's edge lies 0.5 to 6 mm outside the card, a toploader's 3 to 6
 MIN_SLEEVE_SIDES = 2  # one straight line beside a card may be anything (a desk's edge); a holder frames the card
@@ -59,11 +59,12 @@ def _parallel_edge_outside(
     edge = line_through(p0, p1)
     outward = -edge[:2] if signed_distance(edge, inside) > 0 else edge[:2]
     reach = 3.5 * _SIGMA_PX + 1.0  # the smoothing's: the gradient is defined over the whole search
-    profiles = remap_profiles(
+    profiles = sample_profiles(
         image,
         p0,
         p1,
-        outward,
+        normal=outward,
+        sampling="remap",
         offset_range=(SLEEVE_NEAR_MM * px_per_mm - reach, SLEEVE_FAR_MM * px_per_mm + reach),
         offset_step=1.0,
         spacing=3.0,

@@ -95,6 +95,23 @@ def test_profiles_have_one_row_per_position_and_one_column_per_offset() -> None:
 
 
 @pytest.mark.parametrize(
+    ("sampling", "tolerance"),
+    [
+        ("remap", 1 / 32 + 1e-3),  # OpenCV's fixed-point weights: positions quantised to 1/32 px
+        ("nearest", 0.5 + 1e-9),  # the nearest pixel's value: up to half a pixel of a unit ramp
+    ],
+)
+def test_fast_sampling_agrees_with_exact_and_is_nan_outside(sampling: str, tolerance: float) -> None:
+    ramp = np.tile(np.arange(60, dtype=np.float32), (50, 1))  # value = x
+    p0, p1 = np.array([10.3, 5.0]), np.array([12.1, 45.0])
+    options = {"offset_range": (-15.0, 55.0), "offset_step": 0.37, "spacing": 1.3, "margin": 0.0}
+    exact = sample_profiles(ramp, p0, p1, **options)
+    fast = sample_profiles(ramp, p0, p1, sampling=sampling, **options)
+    assert np.array_equal(np.isnan(exact.values), np.isnan(fast.values)) and np.isnan(exact.values).any()
+    assert np.nanmax(np.abs(fast.values - exact.values)) <= tolerance
+
+
+@pytest.mark.parametrize(
     ("angle", "blur"),
     [
         (0.0, 0.0),  # axis-aligned sharp ramp: the worst case for pixel locking
