@@ -1,7 +1,9 @@
-"""Files written whole or not at all: a temporary file beside the target, renamed over it.
+"""Images to bytes and files written whole or not at all.
 
-An interrupted batch (Ctrl-C, a full disk, a killed process) then never leaves a half-written report or overlay
-that looks complete; the old file, if any, stays as it was.
+Every image the measure layer writes or embeds (the overlay PNG, the report's JPEGs, a simulated rescan's JPEG
+round trip) is encoded here, from RGB. Files go to a temporary file beside the target, renamed over it: an
+interrupted batch (Ctrl-C, a full disk, a killed process) never leaves a half-written report or overlay that looks
+complete, and the old file, if any, stays as it was.
 """
 
 from __future__ import annotations
@@ -38,7 +40,34 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     """Write an RGB image as PNG, atomically: readers see the old file or the whole new one, never half of it."""
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb)
+    atomic_write(path, encode_image(rgb, ".png"))
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An RGB uint8 array from an RGB, RGBA or grey uint8 image."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {array.dtype}")
+    if array.ndim == 2:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return np.ascontiguousarray(array[:, :, :3])
+    raise ValueError(f"expected an RGB or grey image, got shape {array.shape}")
+
+
+def encode_image(image: np.ndarray, suffix: str, jpeg_quality: int = 95) -> bytes:
+    """An RGB (or grey) uint8 image as PNG or JPEG bytes (`suffix` ".png" or ".jpg")."""
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix == ".jpg" else []
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(pixels), params)
     if not ok:
-        raise OSError(f"cannot write {os.fspath(path)}: PNG encoding failed")
-    atomic_write(path, encoded.tobytes())
+        raise ValueError(f"OpenCV could not encode a {image.shape} image as {suffix}")
+    return encoded.tobytes()
+
+
+def decode_image(data: bytes, colour: bool = True) -> np.ndarray:
+    """`encode_image` undone: RGB (or grey) uint8."""
+    array = np.frombuffer(data, np.uint8)
+    if colour:
+        return cv2.cvtColor(cv2.imdecode(array, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.imdecode(array, cv2.IMREAD_GRAYSCALE)

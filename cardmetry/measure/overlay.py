@@ -20,6 +20,7 @@ import numpy as np
 
 from cardmetry.geometry.homography import apply_homography, image_to_card
 from cardmetry.geometry.stations import station_ends
+from cardmetry.measure.files import as_rgb
 from cardmetry.measure.result import Measurement, Refusal
 
 # Colours are RGB: the overlay is an RGB image like its input.
@@ -65,7 +66,7 @@ class Style:
 
 def draw_overlay(image: np.ndarray, result: Measurement | Refusal) -> np.ndarray:
     """The overlay for a measurement or a refusal: a new RGB uint8 image, the input left untouched."""
-    rgb = _as_rgb(image)
+    rgb = as_rgb(image)
     style = Style.for_image(rgb.shape)
     if isinstance(result, Refusal):
         canvas = rgb.copy()
@@ -334,17 +335,3 @@ def _wrap(text: str, style: Style, max_width: int) -> list[str]:
 def _ascii(text: str) -> str:
     """Hershey fonts draw ASCII only: anything else would come out as '?' anyway, so say so explicitly."""
     return text.encode("ascii", "replace").decode("ascii")
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """An RGB uint8 array from an RGB, RGBA or grey image (the overlay draws in colour)."""
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {array.dtype}")
-    if array.ndim == 2:
-        return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
-    if array.ndim == 3 and array.shape[2] == 4:
-        return np.ascontiguousarray(array[:, :, :3])
-    if array.ndim == 3 and array.shape[2] == 3:
-        return np.ascontiguousarray(array)
-    raise ValueError(f"expected an RGB or grey image, got shape {array.shape}")

@@ -15,6 +15,7 @@ import json
 import cv2
 import numpy as np
 
+from cardmetry.measure.files import as_rgb, encode_image
 from cardmetry.measure.overlay import draw_overlay
 from cardmetry.measure.result import Measurement, Refusal
 
@@ -304,17 +305,9 @@ def _extra(key: str, value: object) -> str:
 
 def _data_uri(rgb: np.ndarray, long_side: int) -> str:
     """A JPEG data URI of the image with its long side at most `long_side` px (INTER_AREA: no aliasing)."""
-    array = np.asarray(rgb)
-    if array.ndim == 2:
-        array = cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
-    array = array[:, :, :3]
+    array = as_rgb(rgb)
     scale = long_side / max(array.shape[:2])
     if scale < 1:
         size = (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale)))
         array = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
-    ok, encoded = cv2.imencode(
-        ".jpg", cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    )
-    if not ok:
-        raise ValueError("cannot encode the image for the report")
-    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(encode_image(array, ".jpg", JPEG_QUALITY)).decode("ascii")

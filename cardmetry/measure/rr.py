@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cardmetry.measure.files import decode_image, encode_image
 from cardmetry.measure.result import Measurement, Refusal
 
 
@@ -75,17 +76,7 @@ def perturb(image: np.ndarray, perturbation: Perturbation) -> np.ndarray:
     warped = cv2.warpPerspective(
         image, homography, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
     )
-    return _jpeg_round_trip(warped, perturbation.jpeg_quality)
-
-
-def _jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
-    colour = image.ndim == 3
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if colour else image
-    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the perturbed image as JPEG")
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB) if colour else decoded
+    return decode_image(encode_image(warped, ".jpg", perturbation.jpeg_quality), colour=warped.ndim == 3)
 
 
 @dataclass(frozen=True)

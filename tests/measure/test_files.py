@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cardmetry.measure.files import write_png, write_text_atomic
+from cardmetry.measure.files import as_rgb, decode_image, encode_image, write_png, write_text_atomic
 
 
 def test_atomic_write_leaves_the_old_file_and_no_temporary_when_it_fails(tmp_path: Path) -> None:
@@ -45,3 +45,27 @@ def test_write_png_names_the_path_it_could_not_write(tmp_path: Path) -> None:
     with pytest.raises(OSError, match=re.escape(str(Path("missing") / "overlay.png"))):
         write_png(target, np.zeros((4, 4, 3), np.uint8))
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    ("image", "error"),
+    [
+        (np.zeros((4, 5), np.uint8), None),  # grey: repeated into three channels
+        (np.zeros((4, 5, 4), np.uint8), None),  # RGBA: alpha dropped
+        (np.zeros((4, 5, 3), np.float32), "uint8"),  # a float image is not drawn on as if it were 8-bit
+        (np.zeros((4, 5, 2), np.uint8), "shape"),  # two channels: neither grey nor colour
+    ],
+)
+def test_as_rgb(image: np.ndarray, error: str | None) -> None:
+    if error:
+        with pytest.raises(ValueError, match=error):
+            as_rgb(image)
+    else:
+        assert as_rgb(image).shape == (4, 5, 3)
+
+
+def test_jpeg_round_trip_keeps_colour_order_and_loses_little() -> None:
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, :, 0] = 200  # red: a swapped channel order would come back blue
+    back = decode_image(encode_image(image, ".jpg", 95))
+    assert back.shape == image.shape and np.abs(back.astype(int) - image).max() <= 3

@@ -18,6 +18,7 @@ from cardmetry.data.synth import textures
 from cardmetry.data.synth.scene import Scene
 from cardmetry.data.synth.shapes import RoundedRect, coverage
 from cardmetry.data.synth.truth import Placement, Truth, card_shape, compute_truth, frame_shape, place
+from cardmetry.measure.files import decode_image, encode_image
 
 _TILE_ROWS = 96  # rows rendered at a time: bounds memory at S*S samples per pixel
 _HAZE = np.float32(200)  # the light grey a clear sleeve adds over a dark background
@@ -46,17 +47,10 @@ def render(scene: Scene) -> Rendered:
     rng_textures, rng_holder, rng_effects = (np.random.default_rng([scene.seed, k]) for k in (1, 2, 3))
     linear = _render_linear(scene, placement, rng_textures, rng_holder)
     pixels = _apply_capture_effects(scene, placement, linear, rng_effects)
-    bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     if scene.capture.jpeg_quality is not None:
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, scene.capture.jpeg_quality])
-        extension = ".jpg"
-        pixels = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    else:
-        ok, buf = cv2.imencode(".png", bgr)
-        extension = ".png"
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the rendered card")
-    return Rendered(pixels, buf.tobytes(), extension, truth, placement)
+        encoded = encode_image(pixels, ".jpg", scene.capture.jpeg_quality)
+        return Rendered(decode_image(encoded), encoded, ".jpg", truth, placement)
+    return Rendered(pixels, encode_image(pixels, ".png"), ".png", truth, placement)
 
 
 def _render_linear(
