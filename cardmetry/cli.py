@@ -417,7 +417,6 @@ def measure(
 def _measure_file(path: Path, card: CardSpec, side: str, tables: list[GradeTable]) -> tuple[np.ndarray | None, Result]:
     """Load and measure one image; an unreadable file becomes a refusal naming it, so a batch goes on."""
     from cardmetry.data.images import ImageError, load_image
-    from cardmetry.measure.grades import add_grades
     from cardmetry.measure.pipeline import measure_image
     from cardmetry.measure.result import Refusal
 
@@ -425,8 +424,7 @@ def _measure_file(path: Path, card: CardSpec, side: str, tables: list[GradeTable
         image = load_image(path)
     except ImageError as error:
         return None, Refusal(path.name, side, error.problem)
-    result = measure_image(image, card, side=side, name=path.name)
-    add_grades(result, tables)
+    result = measure_image(image, card, side=side, name=path.name, grade_tables=tables)
     return image, result
 
 

@@ -22,7 +22,7 @@ from cardmetry.data.synth.dataset import SynthOptions, write_synth
 from cardmetry.data.validation import validate
 from cardmetry.geometry.lines import order_quad
 from cardmetry.geometry.specs import STANDARD
-from cardmetry.measure.grades import add_grades, load_tables
+from cardmetry.measure.grades import load_tables
 from cardmetry.measure.outputs import write_pictures
 from cardmetry.measure.pipeline import measure_image
 from cardmetry.store.datasets import import_dataset
@@ -116,11 +116,11 @@ def measurement_table(cards: Path) -> Table:
 def customer_reports(cards: Path, out_dir: Path) -> list[Path]:
     """The overlay and HTML report of the first card that measures, with its grade ceilings."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    tables = load_tables()
     for image_path in sorted((cards / "images").iterdir()):
         image = load_image(image_path)
-        result = measure_image(image, STANDARD, name=image_path.name)
+        result = measure_image(image, STANDARD, name=image_path.name, grade_tables=tables)
         if result.status == "ok":
-            add_grades(result, load_tables())
             overlay, report = out_dir / f"{image_path.stem}.overlay.png", out_dir / f"{image_path.stem}.report.html"
             write_pictures(image, result, overlay, report)
             return [overlay, report]

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
 from cardmetry.geometry.specs import CardSpec
 from cardmetry.measure.classical import Reduced, detect_graphic, detect_outer
 from cardmetry.measure.engine import measure_borders
+from cardmetry.measure.grades import GradeTable, add_grades
 from cardmetry.measure.quality import suspected_sleeve_edge
 from cardmetry.measure.result import Measurement, Refusal
 
 
-def measure_image(image: np.ndarray, spec: CardSpec, *, side: str = "front", name: str = "") -> Measurement | Refusal:
-    """Measure one RGB image (reading files is the caller's: see `cardmetry.data.images.load_image`)."""
+def measure_image(
+    image: np.ndarray,
+    spec: CardSpec,
+    *,
+    side: str = "front",
+    name: str = "",
+    grade_tables: Sequence[GradeTable] = (),
+) -> Measurement | Refusal:
+    """Measure one RGB image, with grade ceilings from `grade_tables` (reading files is the caller's: see
+    `cardmetry.data.images.load_image`)."""
     start = time.perf_counter()
     reduced = Reduced.of(image)  # the detectors' and the sleeve check's working copy, made once
     outer = detect_outer(image, spec, reduced=reduced)
@@ -27,5 +37,6 @@ def measure_image(image: np.ndarray, spec: CardSpec, *, side: str = "front", nam
     result = measure_borders(image, outer, graphic, spec, side=side, image_name=name)
     if sleeve:
         result.flags.append(sleeve)
+    add_grades(result, grade_tables)
     result.timing_ms["total"] = (time.perf_counter() - start) * 1000
     return result

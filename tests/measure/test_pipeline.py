@@ -7,6 +7,7 @@ import pytest
 
 from cardmetry.data.synth import render, sample_scene
 from cardmetry.geometry.specs import STANDARD
+from cardmetry.measure.grades import load_tables
 from cardmetry.measure.pipeline import measure_image
 from cardmetry.measure.result import Measurement
 
@@ -20,7 +21,7 @@ from cardmetry.measure.result import Measurement
 )
 def test_widths_and_centering_match_the_truth(seed: int, options: dict) -> None:
     rendered = render(sample_scene(seed, **options))
-    result = measure_image(rendered.image, STANDARD, name="card.png")
+    result = measure_image(rendered.image, STANDARD, name="card.png", grade_tables=load_tables())
     assert isinstance(result, Measurement), getattr(result, "reason", "")
     truth = {w.station.id: w.border_mm for w in rendered.truth.widths}
     errors = np.array([p.border_mm - truth[p.id] for p in result.points])
@@ -28,3 +29,4 @@ def test_widths_and_centering_match_the_truth(seed: int, options: dict) -> None:
     for axis in ("left_right", "top_bottom"):
         assert result.centering[axis][0] == pytest.approx(rendered.truth.centering[axis][0], abs=0.3)
     assert np.abs(result.outer_quad_px - rendered.truth.outer_quad_px).max() < 1.0  # same corners, same labels
+    assert result.grades["psa"]["ceiling"] is not None and result.grades["sgc"]["ceiling"] is None
