@@ -380,10 +380,14 @@ def measure(
         tables = load_tables(grade_table or ())
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    for option, target in (("--overlay", overlay), ("--report", report)):
+        if target is not None and not target.parent.is_dir():
+            raise _fail(f"{target}: {option} goes into a folder that does not exist")
     if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise _fail(f"{out_dir}: --out must be a folder")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _fail(f"{out_dir}: --out must be a folder that can be made ({exc.strerror or exc})") from None
 
     rows, refused = [], 0
     stems = output_stems(images)
@@ -393,12 +397,15 @@ def measure(
             image, result = _measure_file(path, card, side, tables)
             refused += result.status != "ok"
             rows.append(summary_row(result))
-            if out_dir is not None:
-                write_text_atomic(out_dir / f"{stem}.json", document_text(result))
+            try:
+                if out_dir is not None:
+                    write_text_atomic(out_dir / f"{stem}.json", document_text(result))
+                    if image is not None:
+                        write_pictures(image, result, out_dir / f"{stem}.overlay.png", out_dir / f"{stem}.report.html")
                 if image is not None:
-                    write_pictures(image, result, out_dir / f"{stem}.overlay.png", out_dir / f"{stem}.report.html")
-            if image is not None:
-                write_pictures(image, result, overlay, report)
+                    write_pictures(image, result, overlay, report)
+            except OSError as exc:  # a full disk, a folder removed meanwhile: the files already written stay whole
+                raise _fail(str(exc), 1) from None
             if progress:
                 progress.advance(task)
             if result.status != "ok":

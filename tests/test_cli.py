@@ -162,11 +162,19 @@ def test_measure_one_writes_overlay_and_report(scans: list[Path], tmp_path: Path
         (["measure", "A", "B", "--out", "OUT", "--json"], "take one image"),  # --json prints one document
         (["measure", "A", "--side", "middle"], "--side must be front or back"),  # a side that does not exist
         (["measure", "A", "--grade-table", "MISSING"], "MISSING"),  # a grade table that is not there
+        (["measure", "A", "--overlay", "NOWHERE"], "folder that does not exist"),  # an overlay with no folder to go to
+        (["measure", "A", "B", "--out", "A"], "--out must be a folder"),  # --out naming a file
         (["rr", "A"], "--perturb N"),  # one capture and nothing to repeat
     ],
 )
 def test_measure_usage_errors_exit_2(scans: list[Path], tmp_path: Path, args: list[str], message: str) -> None:
-    names = {"A": str(scans[0]), "B": str(scans[1]), "OUT": str(tmp_path / "out"), "MISSING": str(tmp_path / "no.toml")}
+    names = {
+        "A": str(scans[0]),
+        "B": str(scans[1]),
+        "OUT": str(tmp_path / "out"),
+        "MISSING": str(tmp_path / "no.toml"),
+        "NOWHERE": str(tmp_path / "missing" / "card.png"),
+    }
     result = runner.invoke(app, [names.get(a, a) for a in args])
     assert result.exit_code == 2 and names.get(message, message) in result.output
 
