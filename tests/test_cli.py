@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from cardmetry.cli import app
+from cardmetry.data.synth import render, sample_scene
 
 runner = CliRunner()
 
@@ -194,3 +197,29 @@ def test_demo_runs_every_step_and_writes_a_report(tmp_path: Path) -> None:
     assert "7. what a customer sees" in result.output and "measured" in result.output
     reports = list((tmp_path / "demo" / "reports").glob("*.report.html"))
     assert len(reports) == 1 and "L4" in reports[0].read_text()
+
+
+def test_measure_command_prints_only_the_contract_document(tmp_path: Path) -> None:
+    rendered = render(sample_scene(201, dpi=300))
+    path = tmp_path / "card.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rendered.image, cv2.COLOR_RGB2BGR))
+    result = runner.invoke(app, ["measure", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["status"] == "ok" and len(document["points"]) == 24
+    truth = {w.station.id: w.border_mm for w in rendered.truth.widths}
+    assert max(abs(p["border_mm"] - truth[p["id"]]) for p in document["points"]) < 0.01
+
+
+def test_measure_command_refuses_with_a_reason_and_exit_1(tmp_path: Path) -> None:
+    path = tmp_path / "empty.png"
+    cv2.imwrite(str(path), np.full((600, 450, 3), 90, np.uint8))
+    result = runner.invoke(app, ["measure", str(path), "--json"])
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["status"] == "refused" and "does not stand out" in document["reason"]
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not really a jpeg")
+    result = runner.invoke(app, ["measure", str(corrupt), "--json"])
+    document = json.loads(result.stdout)
+    assert result.exit_code == 1 and document["image"] == "corrupt.jpg" and "not a readable image" in document["reason"]

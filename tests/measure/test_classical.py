@@ -3,16 +3,13 @@ flag, and the command's contract."""
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cardmetry.cli import app
 from cardmetry.data.formats.yolo import from_yolo_line
 from cardmetry.data.images import load_image
 from cardmetry.data.instances import GRAPHIC, OUTER, label_to_cv
@@ -243,32 +240,3 @@ def _extent_error_mm(quad: np.ndarray, box_label: np.ndarray, px_per_mm: float) 
     box = label_to_cv(box_label)
     extent = np.concatenate([quad.min(axis=0), quad.max(axis=0)])
     return float(np.abs(extent - np.concatenate([box.min(axis=0), box.max(axis=0)])).max() / px_per_mm)
-
-
-# --- the command ---------------------------------------------------------------------------------------------
-
-
-def test_measure_command_prints_only_the_contract_document(tmp_path: Path) -> None:
-    rendered = render(sample_scene(201, dpi=300))
-    path = tmp_path / "card.png"
-    cv2.imwrite(str(path), cv2.cvtColor(rendered.image, cv2.COLOR_RGB2BGR))
-    result = CliRunner().invoke(app, ["measure", str(path), "--json"])
-    assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
-    assert document["status"] == "ok" and len(document["points"]) == 24
-    truth = {w.station.id: w.border_mm for w in rendered.truth.widths}
-    assert max(abs(p["border_mm"] - truth[p["id"]]) for p in document["points"]) < 0.01
-
-
-def test_measure_command_refuses_with_a_reason_and_exit_1(tmp_path: Path) -> None:
-    path = tmp_path / "empty.png"
-    cv2.imwrite(str(path), np.full((600, 450, 3), 90, np.uint8))
-    result = CliRunner().invoke(app, ["measure", str(path), "--json"])
-    assert result.exit_code == 1
-    document = json.loads(result.stdout)
-    assert document["status"] == "refused" and "does not stand out" in document["reason"]
-    corrupt = tmp_path / "corrupt.jpg"
-    corrupt.write_bytes(b"\xff\xd8 not really a jpeg")
-    result = CliRunner().invoke(app, ["measure", str(corrupt), "--json"])
-    document = json.loads(result.stdout)
-    assert result.exit_code == 1 and document["image"] == "corrupt.jpg" and "not a readable image" in document["reason"]
