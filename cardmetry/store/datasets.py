@@ -15,10 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cardmetry.data.formats import dataset_root
 from cardmetry.data.instances import Dataset, Instance, LabeledImage
 from cardmetry.data.problems import Problem, has_errors
+from cardmetry.data.validation import validate
 from cardmetry.store.blobs import BlobStore
 from cardmetry.store.home import Home
+from cardmetry.training.sources import DataSource, folder_version
 
 MANIFEST_SCHEMA = "cardmetry.dataset/v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -125,3 +128,27 @@ def _write_atomically(path: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".partial") as tmp:
         tmp.write(text)
     Path(tmp.name).replace(path)
+
+
+def data_source(home: Home, reference: str, progress: Callable[[int, int], None] | None = None) -> DataSource:
+    """What `cardmetry train --data` names: a dataset folder (validated in full, every image decoded) or a stored
+    dataset NAME or NAME@VERSION. A dataset with errors can be inspected but not trained on: ValueError listing
+    the first of them."""
+    path = Path(reference)
+    if path.exists():
+        report = validate(path, progress=progress)
+        errors = [p for p in report.problems if p.severity == "error"]
+        if errors:
+            shown = "; ".join(f"{p.file}{f':{p.line}' if p.line else ''}: {p.message}" for p in errors[:5])
+            raise ValueError(f"{reference}: {len(errors)} error(s) to fix before training: {shown}")
+        root = dataset_root(path)
+        return DataSource(report.dataset, root, folder_version(report.dataset, root))
+    name, _, version = reference.partition("@")
+    try:
+        dataset, document = load_version(home, name, version or None)
+    except FileNotFoundError:
+        raise ValueError(f"{reference}: neither a folder nor a dataset stored in {home.root}") from None
+    validation = document.get("validation", {})
+    if isinstance(validation, dict) and not validation.get("trainable", True):
+        raise ValueError(f"{reference}: the stored version has validation errors (see `cardmetry dataset check`)")
+    return DataSource(dataset, home.root, str(document["version"]))

@@ -1,0 +1,112 @@
+"""A run's folder (DESIGN.md: runs/<id>/): its config, events, log, control file and checkpoints.
+
+    runs/<id>/config.json           the TrainConfig as started
+    runs/<id>/events.jsonl          the event log (events.py)
+    runs/<id>/log.txt               human-readable log lines
+    runs/<id>/control               "stop" or "cancel", written by whoever wants the run to end
+    runs/<id>/checkpoints/last.pt   the latest checkpoint (every epoch, and where a stop ended the run)
+    runs/<id>/checkpoints/best.pt   the best epoch so far by the monitored metric
+    runs/<id>/model.onnx            written by `cardmetry export RUN --onnx`
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cardmetry.training.config import TrainConfig
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+ControlRequest = Literal["stop", "cancel"]
+
+
+def check_run_id(run_id: str) -> str:
+    """Run ids become folder names; anything else (a path, '..') is refused before it reaches the filesystem."""
+    if not _RUN_ID.match(run_id) or ".." in run_id:
+        raise ValueError(f"invalid run id {run_id!r}")
+    return run_id
+
+
+def new_run_id(config: TrainConfig) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{config.role}-{config.backend}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @classmethod
+    def in_runs(cls, runs_root: Path, run_id: str) -> RunDir:
+        return cls(runs_root / check_run_id(run_id))
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def events(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.txt"
+
+    @property
+    def control(self) -> Path:
+        return self.path / "control"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def onnx(self) -> Path:
+        return self.path / "model.onnx"
+
+    def write_config(self, config: TrainConfig) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        partial = self.config_file.with_suffix(".json.partial")
+        partial.write_text(json.dumps(config.as_json(), indent=1), encoding="utf-8")
+        partial.replace(self.config_file)
+
+    def read_config(self) -> TrainConfig:
+        if not self.config_file.is_file():
+            raise FileNotFoundError(f"{self.path}: not a run folder (no config.json)")
+        return TrainConfig.model_validate_json(self.config_file.read_text(encoding="utf-8"))
+
+    def request(self, what: ControlRequest) -> None:
+        """Ask the run to stop (at the next step, keeping its best weights) or cancel (now, keeping nothing).
+        A cancel overrides a stop; a stop never downgrades a cancel."""
+        if what == "stop" and self.requested() == "cancel":
+            return
+        partial = self.control.with_name("control.partial")
+        partial.write_text(what, encoding="utf-8")
+        partial.replace(self.control)
+
+    def requested(self) -> ControlRequest | None:
+        try:
+            text = self.control.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return text if text in ("stop", "cancel") else None  # type: ignore[return-value]
+
+    def clear_request(self) -> None:
+        self.control.unlink(missing_ok=True)
