@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from cardmetry.cli_common import HOME_HELP, console, fail, out, progress_bar
+from cardmetry.cli_training import training_app
 
 if TYPE_CHECKING:  # heavy modules load inside the commands that need them, so --help stays fast
     import numpy as np
@@ -35,30 +36,7 @@ dataset_app = typer.Typer(
     help="Check, import, convert, split, refine and describe labelled datasets.", no_args_is_help=True
 )
 app.add_typer(dataset_app, name="dataset")
-
-console = Console(stderr=True)
-out = Console()
-
-HOME_HELP = "CARDMETRY_HOME (default $CARDMETRY_HOME or ./cardmetry-data)."
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
-
+app.add_typer(training_app)  # train, stop, cancel, runs, export, backends: top-level commands
 
 @app.command()
 def synth(
@@ -81,7 +59,7 @@ def synth(
     try:
         card_spec(spec)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     options = SynthOptions(
         count=count,
         seed=seed,
@@ -93,12 +71,12 @@ def synth(
         max_rotation_deg=max_rotation,
         max_skew_deg=max_skew,
     )
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("rendering", total=count)
         try:
             write_synth(out_dir, options, workers=workers, on_card=lambda _: progress.advance(task))
         except OSError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     console.print(f"wrote {count} cards to {out_dir}")
 
 
@@ -131,14 +109,14 @@ def _validate(path: Path, fmt: str | None, max_pixels: int | None) -> Validation
     from cardmetry.data.validation import validate
 
     if not path.exists():
-        raise _fail(f"{path}: no such file or folder")
-    with _progress() as progress:
+        raise fail(f"{path}: no such file or folder")
+    with progress_bar() as progress:
         task = progress.add_task("checking images", total=None)
         try:
             return validate(path, format=fmt, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
                             progress=lambda done, total: progress.update(task, completed=done, total=total))
         except ValueError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
 
 
 def _checked(path: Path, fmt: str | None) -> tuple[Dataset, list[Problem], Path]:
@@ -153,11 +131,11 @@ def _read(path: Path, fmt: str | None) -> tuple[Dataset, list[Problem], Path]:
     from cardmetry.data.formats import read_dataset
 
     if not path.exists():
-        raise _fail(f"{path}: no such file or folder")
+        raise fail(f"{path}: no such file or folder")
     try:
         dataset, problems = read_dataset(path, format=fmt)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     return dataset, problems, path if path.is_dir() else path.parent
 
 
@@ -178,16 +156,16 @@ def dataset_import(
     try:
         check_name(name)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     report = _validate(path, fmt, None)
     root = dataset_root(path)
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("storing images", total=len(report.dataset.images))
         try:
             result = import_dataset(Home.from_env(home), name, report.dataset, root, report.problems,
                                     progress=lambda done, _: progress.update(task, completed=done))
         except (ValueError, OSError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     for kept, duplicate in result.duplicates:
         console.print(f"[yellow]{duplicate}: same content as {kept}, stored and counted once[/yellow]")
     state = "trainable" if result.trainable else "has errors (see `cardmetry dataset check`): not trainable"
@@ -214,7 +192,7 @@ def dataset_convert(
     try:
         write_dataset(dataset, root, out_dir, to, splits=splits if len(splits) == len(dataset.images) else None)
     except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(f"wrote {len(dataset.images)} images as {to} to {out_dir}")
     _exit_for(problems)
 
@@ -241,7 +219,7 @@ def dataset_split(
         splits = split_dataset(dataset, root, ratios, seed)
         write_dataset(dataset, root, out_dir, to, splits=splits)
     except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     sizes = Counter(splits.values())
     out.print(", ".join(f"{name}: {sizes[name]}" for name in ("train", "val", "test")) + f" -> {out_dir}")
     _exit_for(problems)
@@ -268,15 +246,15 @@ def dataset_refine(
     try:
         card = card_spec(spec)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
-    with _progress() as progress:
+        raise fail(str(exc)) from None
+    with progress_bar() as progress:
         task = progress.add_task("refining", total=len(dataset.images))
         refined, refusals = refine_dataset(dataset, root, spec=card,
                                            progress=lambda done, _: progress.update(task, completed=done))
     try:
         write_dataset(refined, root, out_dir, to)
     except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     boxes = sum(i.is_box for image in dataset.images for i in image.instances)
     kept = sum(i.is_box for image in refined.images for i in image.instances)
     if as_json:
@@ -303,7 +281,7 @@ def dataset_stats(
     try:
         stats = compute(dataset, card_spec(spec))
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         out.print_json(json.dumps(stats))
         return
@@ -330,7 +308,7 @@ def _check_output_format(to: str) -> None:
     from cardmetry.data.formats import FORMATS
 
     if to not in FORMATS:
-        raise _fail(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
+        raise fail(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
 
 
 def _exit_for(problems: list[Problem]) -> None:
@@ -370,28 +348,28 @@ def measure(
     from cardmetry.measure.outputs import document_text, output_stems, summary_csv, summary_row, write_pictures
 
     if side not in ("front", "back"):
-        raise _fail(f"--side must be front or back, not {side!r}")
+        raise fail(f"--side must be front or back, not {side!r}")
     if len(images) > 1 and out_dir is None:
-        raise _fail("several images need --out DIR (each card's JSON, overlay and report go there)")
+        raise fail("several images need --out DIR (each card's JSON, overlay and report go there)")
     if len(images) > 1 and (as_json or overlay or report):
-        raise _fail("--json, --overlay and --report take one image; with several, --out DIR writes them all")
+        raise fail("--json, --overlay and --report take one image; with several, --out DIR writes them all")
     try:
         card = card_spec(spec)
         tables = load_tables(grade_table or ())
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for option, target in (("--overlay", overlay), ("--report", report)):
         if target is not None and not target.parent.is_dir():
-            raise _fail(f"{target}: {option} goes into a folder that does not exist")
+            raise fail(f"{target}: {option} goes into a folder that does not exist")
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _fail(f"{out_dir}: --out must be a folder that can be made ({exc.strerror or exc})") from None
+            raise fail(f"{out_dir}: --out must be a folder that can be made ({exc.strerror or exc})") from None
 
     rows, refused = [], 0
     stems = output_stems(images)
-    with _progress() if len(images) > 1 else nullcontext() as progress:
+    with progress_bar() if len(images) > 1 else nullcontext() as progress:
         task = progress.add_task("measuring", total=len(images)) if progress else None
         for path, stem in zip(images, stems, strict=True):
             image, result = _measure_file(path, card, side, tables)
@@ -405,7 +383,7 @@ def measure(
                 if image is not None:
                     write_pictures(image, result, overlay, report)
             except OSError as exc:  # a full disk, a folder removed meanwhile: the files already written stay whole
-                raise _fail(str(exc), 1) from None
+                raise fail(str(exc), 1) from None
             if progress:
                 progress.advance(task)
             if result.status != "ok":
@@ -468,14 +446,14 @@ def rr(
     from cardmetry.measure.rr import repeatability, sample_perturbations
 
     if len(images) < 2 and perturb < 2:
-        raise _fail("give two or more captures of the card, or --perturb N (N >= 2) for one capture")
+        raise fail("give two or more captures of the card, or --perturb N (N >= 2) for one capture")
     try:
         card = card_spec(spec)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     rescans = sample_perturbations(perturb, seed)
     results = []
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("measuring", total=len(images) * (1 + perturb))
         for path in images:
             image, result = _measure_file(path, card, side, [])
@@ -487,7 +465,7 @@ def rr(
     try:
         spread = repeatability(results)
     except ValueError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     if as_json:
         typer.echo(json.dumps(spread.as_json(), indent=1))
         return
@@ -514,4 +492,4 @@ def demo(
     from cardmetry.demo import run_demo
     from cardmetry.store.home import Home
 
-    run_demo(Home.from_env(home), count, out, _progress)
+    run_demo(Home.from_env(home), count, out, progress_bar)

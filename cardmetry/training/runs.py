@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from cardmetry.training.config import TrainConfig
+from cardmetry.training.events import TERMINAL, iter_events
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 ControlRequest = Literal["stop", "cancel"]
@@ -110,3 +111,43 @@ class RunDir:
 
     def clear_request(self) -> None:
         self.control.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: str
+    role: str
+    backend: str
+    variant: str
+    state: str  # the terminal event's type; "running" before one (or a worker that died: the supervisor's call)
+    epoch: int  # epochs finished
+    best_metric: float | None
+    border_error_mm: float | None  # at the best epoch
+
+
+def summarise(run: RunDir) -> RunSummary:
+    config = run.read_config()
+    state, epoch, best, border = "created", 0, None, None
+    ends: dict[int, dict] = {}
+    for event in iter_events(run.events):
+        if event["type"] == "run_started":
+            state = "running"
+        elif event["type"] == "epoch_end":
+            epoch, best = event["epoch"], event.get("best_metric")
+            ends[event["epoch"]] = event
+            best_end = ends.get(event.get("best_epoch") or -1)
+            border = best_end["metrics"].get("border_error_mm") if best_end else None
+        elif event["type"] in TERMINAL:
+            state = event["type"]
+    return RunSummary(run.id, config.role, config.backend, config.variant or "", state, epoch, best, border)
+
+
+def run_summaries(runs_root: Path) -> list[RunSummary]:
+    """Every run under `runs_root`, newest first; folders that are not runs are left out."""
+    found = []
+    for folder in sorted(runs_root.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            found.append(summarise(RunDir(folder.parent)))
+        except (ValueError, OSError):
+            continue  # a damaged run folder does not hide the others
+    return found
