@@ -12,7 +12,7 @@ from cardmetry.training.data import prepare_data
 from cardmetry.training.events import TERMINAL, read_events
 from cardmetry.training.loop import train_run
 from cardmetry.training.runs import RunDir
-from tests.training.conftest import tiny_config
+from tests.training.toy import tiny_config
 
 
 def run_dir(tmp_path: Path) -> RunDir:

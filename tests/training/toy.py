@@ -9,6 +9,7 @@ from torch import nn
 
 from cardmetry.models.base import Backend, ModelSpec, PredictedInstance, Target
 from cardmetry.models.outlines import box_of, largest_outline
+from cardmetry.training.config import TrainConfig
 
 
 class ToyBackend(Backend):
@@ -45,3 +46,28 @@ class ToyBackend(Backend):
                     found.append(PredictedInstance(class_id, score, per_image[channel], polygon, box_of(polygon)))
             out.append(found)
         return out
+
+    def export_onnx(self, model: nn.Module, spec: ModelSpec, path) -> None:
+        wrapped = nn.Sequential(model, nn.Sigmoid()).eval()
+        example = torch.zeros(1, 3, spec.imgsz, spec.imgsz)
+        torch.onnx.export(wrapped, (example,), str(path), dynamo=False, opset_version=17,
+                          input_names=["image"], output_names=["probabilities"])
+
+    def decode_onnx(self, outputs, spec: ModelSpec) -> list[PredictedInstance]:
+        found = []
+        for channel, class_id in enumerate(spec.classes):
+            probability = outputs[0][0, channel]
+            polygon = largest_outline(probability >= 0.5)
+            if polygon is not None:
+                score = float(probability[probability >= 0.5].mean())
+                found.append(PredictedInstance(class_id, score, probability, polygon, box_of(polygon)))
+        return found
+
+
+def tiny_config(**overrides: object) -> TrainConfig:
+    settings: dict[str, object] = {
+        "data": "tiny", "backend": "toy", "role": "outer", "epochs": 2, "batch": 2, "imgsz": 48,
+        "border_eval_images": 0, "batch_event_seconds": 0.0, "threads": 1, "warmup_steps": 2,
+    }
+    settings.update(overrides)
+    return TrainConfig.model_validate(settings)

@@ -1,4 +1,4 @@
-"""Tiny rendered cards as training data, and the toy backend registered under the name "toy"."""
+"""Shared fixtures: tiny rendered cards as training data, and the toy backend registered as "toy"."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from cardmetry.data.formats import read_dataset
 from cardmetry.data.synth.dataset import SynthOptions, write_synth
 from cardmetry.models import registry
-from cardmetry.training.config import TrainConfig
 from cardmetry.training.sources import DataSource, folder_version
 
 
@@ -30,12 +29,3 @@ def toy_backend() -> Iterator[str]:
     yield "toy"
     del registry.BUILTIN["toy"]
     registry.get_backend.cache_clear()
-
-
-def tiny_config(**overrides: object) -> TrainConfig:
-    settings: dict[str, object] = {
-        "data": "tiny", "backend": "toy", "role": "outer", "epochs": 2, "batch": 2, "imgsz": 48,
-        "border_eval_images": 0, "batch_event_seconds": 0.0, "threads": 1, "warmup_steps": 2,
-    }
-    settings.update(overrides)
-    return TrainConfig.model_validate(settings)
