@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cardmetry.models.base import ROLE_CLASSES, Backend, BackendUnavailableError, ModelSpec
+from cardmetry.models.base import ROLE_CLASSES, Backend, BackendUnavailableError, FitCallbacks, ModelSpec
 from cardmetry.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cardmetry.models.registry import get_backend
 from cardmetry.training.config import TrainConfig
@@ -153,6 +153,8 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
     for problem in data.problems:
         log(f"{problem.file}: {problem.message}", "warning")
 
+    if backend.own_loop:
+        _fit_own_loop(run, config, data, events, log, backend, spec, device, resume)
     model = backend.build(spec).to(device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr or backend.default_lr, weight_decay=config.weight_decay)
@@ -278,6 +280,71 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
             break
     raise RunEnded("succeeded", epochs_done=epoch + 1, step=state["step"], best_metric=state["best_metric"],
                    best_epoch=state["best_epoch"], best=str(run.best))
+
+
+OWN_LOOP_METRICS = {f"{kind}_{name}": f"{key}_{kind}" for kind in ("box", "mask") for name, key in
+                    (("precision", "precision"), ("recall", "recall"), ("mAP50", "map50"), ("mAP50-95", "map50_95"))}
+
+
+def _fit_own_loop(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, log: _Logger,
+                  backend: Backend, spec: ModelSpec, device: torch.device, resume: bool) -> None:
+    """A backend with its own trainer (Ultralytics): our run settings in, its callbacks out as our events. Its
+    trainer decides the batches, so the synthetic share becomes how many synthetic cards join the training set."""
+    from cardmetry.models.backends.yolo import YoloJob  # the only own-loop backend so far
+
+    if resume:
+        raise ValueError(f"runs of backend {config.backend!r} cannot be resumed yet; start a new run")
+    synthetic = data.synthetic
+    if data.train and synthetic and config.synthetic_share < 1:
+        wanted = round(len(data.train) * config.synthetic_share / max(1e-9, 1 - config.synthetic_share))
+        synthetic = synthetic[:wanted]
+    elif config.synthetic_share == 1 and synthetic:
+        data = TrainData([], data.val, synthetic, data.version, data.problems)
+
+    def items(samples: list) -> list:
+        return [(s.path, [(spec.classes.index(i.class_id), i.polygon) for i in s.instances]) for s in samples]
+
+    job = YoloJob(spec, items(data.train + synthetic), items(data.val), run.path / "ultralytics",
+                  epochs=config.epochs, batch=config.batch, lr=config.lr or backend.default_lr,
+                  device="cpu" if device.type == "cpu" else str(device.index or 0), seed=config.seed,
+                  workers=config.loader_workers, patience=config.patience or config.epochs)
+    steps, started, last_event = [0], [time.perf_counter()], [0.0]
+    events.emit("run_started", run=run.id, resumed=False, config=config.as_json(), spec=spec.as_json(),
+                device=str(device), epochs=config.epochs, start_epoch=1, start_step=0, dataset_version=data.version,
+                train_images=len(job.train_items), synthetic_images=len(synthetic), val_images=len(data.val))
+
+    def epoch_started(epoch: int) -> None:
+        started[0] = time.perf_counter()
+        events.emit("epoch_started", epoch=epoch + 1, epochs=config.epochs)
+
+    def batch(epoch: int, index: int, losses: dict[str, float]) -> None:
+        steps[0] += 1
+        now = time.perf_counter()
+        if now - last_event[0] >= config.batch_event_seconds:
+            last_event[0] = now
+            events.emit("batch", epoch=epoch + 1, batch=index + 1, step=steps[0], losses=dict(losses))
+
+    def epoch_end(epoch: int, metrics: dict[str, Any]) -> None:
+        ours = {OWN_LOOP_METRICS.get(k, k): v for k, v in metrics.items()}
+        losses = {k.removeprefix("loss_"): v for k, v in ours.items() if k.startswith("loss_")}
+        seconds = time.perf_counter() - started[0]
+        events.emit("epoch_end", epoch=epoch + 1, epochs=config.epochs, step=steps[0], losses=losses,
+                    metrics={k: v for k, v in ours.items() if not k.startswith("loss_")}, lr=ours.get("lr"),
+                    epoch_seconds=round(seconds, 2), eta_s=round(seconds * _epochs_left(config, epoch), 1))
+
+    def should_stop() -> bool:
+        return run.requested() is not None or bool(config.max_steps and steps[0] >= config.max_steps)
+
+    best = backend.fit(job, FitCallbacks(epoch_started, batch, epoch_end, should_stop, log))
+    request = run.requested()
+    if request == "cancel":
+        raise RunEnded("cancelled", step=steps[0])
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(best, run.best)
+    events.emit("checkpoint", name="best.pt", path=str(run.best), step=steps[0])
+    if request == "stop":
+        raise RunEnded("stopped", step=steps[0], resumable=False)
+    raise RunEnded("succeeded", step=steps[0], best=str(run.best))
 
 
 def _epochs_left(config: TrainConfig, epoch: int) -> int:
