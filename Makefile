@@ -5,6 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+YOLO_STAMP := $(VENV)/.yolo-stamp
 export CARDMETRY_HOME ?= $(CURDIR)/cardmetry-data
 
 .PHONY: run test lint bench install clean
@@ -18,10 +19,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The optional yolo-seg backend (Ultralytics, AGPL) is installed for the tests only; the core never imports it.
+$(YOLO_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,yolo]'
+	@touch $(YOLO_STAMP)
+
 run: $(STAMP)
 	$(BIN)/cardmetry demo
 
-test: $(STAMP)
+test: $(STAMP) $(YOLO_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 -q
 

@@ -93,7 +93,7 @@ def fit_line(points: np.ndarray) -> Line:
     if len(pts) < 2:
         raise ValueError("a line fit needs at least two points")
     centre = pts.mean(axis=0)
-    _, _, vt = np.linalg.svd(pts - centre)
+    _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
     a, b = vt[-1]
     return np.array([a, b, -(a * centre[0] + b * centre[1])])
 

@@ -103,7 +103,8 @@ class PredictedInstance:
 
 @dataclass
 class FitCallbacks:
-    """What an own-loop backend (`Backend.fit`) reports to the run; the training layer fills these in."""
+    """What an own-loop backend (`Backend.fit`) reports to the run; the training layer fills these in. Epochs and
+    batches count from 0 here; the events count from 1."""
 
     epoch_started: Callable[[int], None]
     batch: Callable[[int, int, Mapping[str, float]], None]  # epoch, batch index, losses
@@ -155,6 +156,11 @@ class Backend:
     def decode_onnx(self, outputs: Sequence[np.ndarray], spec: ModelSpec) -> list[PredictedInstance]:
         """One image's instances from the exported model's outputs, in the pixels of the letterboxed input."""
         raise NotImplementedError
+
+    def predictor(self, spec: ModelSpec) -> Any:
+        """For a backend with no network to load (the classical detector): an object with `spec` and
+        `predict(image) -> list[PredictedInstance]`, like `cardmetry.models.predictors.Predictor`."""
+        raise NotImplementedError(f"backend {self.name!r} predicts from a trained checkpoint")
 
     # --- own-loop backends ---------------------------------------------------------------------------------
     def fit(self, job: Any, callbacks: FitCallbacks) -> Path:
