@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # heavy modules load inside the commands that need them, so -
     from cardmetry.geometry.specs import CardSpec
     from cardmetry.measure.grades import GradeTable
     from cardmetry.measure.result import Result
+    from cardmetry.models.predictors import Predictor
+
+ROLE_CLASS = {"outer": 0, "graphic": 1}  # the dataset class id each --*-model must find
 
 app = typer.Typer(
     help="cardmetry: measure and grade trading-card centering; train the models that find card borders.",
@@ -339,6 +342,13 @@ def measure(
     grade_table: Annotated[
         list[Path] | None, typer.Option(help="A grade table of your own (TOML, docs/grades.md); repeatable.")
     ] = None,
+    outer_model: Annotated[
+        str | None, typer.Option(help="A run id or model file (.pt, .onnx) that finds the card's edge.")
+    ] = None,
+    graphic_model: Annotated[
+        str | None, typer.Option(help="A run id or model file (.pt, .onnx) that finds the printed frame.")
+    ] = None,
+    home: Annotated[Path | None, typer.Option(help=HOME_HELP)] = None,
 ) -> None:
     """Measure cards' centering at the 24 stations, with uncertainty, skew, flags and grade ceilings.
     Exit 0 when every card measured, 1 when any was refused or unreadable (each reason on stderr)."""
@@ -366,13 +376,14 @@ def measure(
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise fail(f"{out_dir}: --out must be a folder that can be made ({exc.strerror or exc})") from None
+    models = _load_models(outer_model, graphic_model, home)
 
     rows, refused = [], 0
     stems = output_stems(images)
     with progress_bar() if len(images) > 1 else nullcontext() as progress:
         task = progress.add_task("measuring", total=len(images)) if progress else None
         for path, stem in zip(images, stems, strict=True):
-            image, result = _measure_file(path, card, side, tables)
+            image, result = _measure_file(path, card, side, tables, models)
             refused += result.status != "ok"
             rows.append(summary_row(result))
             try:
@@ -399,7 +410,34 @@ def measure(
         raise typer.Exit(1)
 
 
-def _measure_file(path: Path, card: CardSpec, side: str, tables: list[GradeTable]) -> tuple[np.ndarray | None, Result]:
+def _load_models(outer: str | None, graphic: str | None, home: Path | None) -> dict[str, Predictor | None]:
+    """The predictors --outer-model and --graphic-model name, each loaded once (the same file once for both)."""
+    from cardmetry.models.checkpoint import CheckpointError
+    from cardmetry.models.predictors import load_predictor
+    from cardmetry.store.home import Home
+    from cardmetry.store.models import model_file
+
+    loaded: dict[Path, Predictor] = {}
+    models: dict[str, Predictor | None] = {"outer": None, "graphic": None}
+    for role, reference in (("outer", outer), ("graphic", graphic)):
+        if reference is None:
+            continue
+        try:
+            path = model_file(Home.from_env(home), reference)
+            if path not in loaded:
+                loaded[path] = load_predictor(path)
+        except (FileNotFoundError, ValueError, CheckpointError) as error:
+            raise fail(f"--{role}-model: {error}") from None
+        predictor = loaded[path]
+        if ROLE_CLASS[role] not in predictor.spec.classes:
+            raise fail(f"--{role}-model: {path} finds {predictor.spec.classes}, not the {role} border")
+        models[role] = predictor
+    return models
+
+
+def _measure_file(
+    path: Path, card: CardSpec, side: str, tables: list[GradeTable], models: dict[str, Predictor | None]
+) -> tuple[np.ndarray | None, Result]:
     """Load and measure one image; an unreadable file becomes a refusal naming it, so a batch goes on."""
     from cardmetry.data.images import ImageError, load_image
     from cardmetry.measure.pipeline import measure_image
@@ -409,7 +447,12 @@ def _measure_file(path: Path, card: CardSpec, side: str, tables: list[GradeTable
         image = load_image(path)
     except ImageError as error:
         return None, Refusal(path.name, side, error.problem)
-    result = measure_image(image, card, side=side, name=path.name, grade_tables=tables)
+    if models["outer"] is None and models["graphic"] is None:
+        return image, measure_image(image, card, side=side, name=path.name, grade_tables=tables)
+    from cardmetry.models.measuring import measure_with_models
+
+    result = measure_with_models(image, card, outer=models["outer"], graphic=models["graphic"], side=side,
+                                 name=path.name, grade_tables=tables)
     return image, result
 
 
@@ -456,7 +499,7 @@ def rr(
     with progress_bar() as progress:
         task = progress.add_task("measuring", total=len(images) * (1 + perturb))
         for path in images:
-            image, result = _measure_file(path, card, side, [])
+            image, result = _measure_file(path, card, side, [], {"outer": None, "graphic": None})
             results.append(result)
             progress.advance(task)
             for rescan in rescans if image is not None else ():

@@ -59,6 +59,7 @@ class OnnxPredictor:
         import onnxruntime  # imported here: measuring without an ONNX model never needs it
 
         options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # torchvision's exported mask pasting warns on every run; errors still show
         if threads:
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

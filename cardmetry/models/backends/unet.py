@@ -21,10 +21,8 @@ from torch.nn import functional
 
 from cardmetry.models.base import Backend, ModelSpec, PredictedInstance, Target
 from cardmetry.models.outlines import box_of, largest_outline
-from cardmetry.models.pretrained import EFFNET_LITE0, load_effnet_lite0
+from cardmetry.models.pretrained import EFFNET_LITE0, EFFNET_LITE0_MEAN, EFFNET_LITE0_STD, load_effnet_lite0
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 STRIDE = 32  # the encoder halves the input five times: the input side must divide by this
 ONNX_OPSET = 17
 DICE_SMOOTH = 1.0  # keeps the soft Dice defined (and its gradient tame) on an image without the class
@@ -43,8 +41,8 @@ class NormalisedUnet(nn.Module):
         super().__init__()
         self.unet = unet
         # Not persistent: constants, not weights, so state dicts hold only the network's own tensors.
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(EFFNET_LITE0_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(EFFNET_LITE0_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.unet((images - self.mean) / self.std)
