@@ -103,10 +103,9 @@ def measure_with_models(
 
     reduced = Reduced.of(image)  # the classical detectors' and the sleeve check's working copy, made once
     if outer is not None:
-        found = _model_quad(predict(outer, "outer_model"), OUTER, image.shape, "card")
-        outer_quad = found.quad if found.quad is None else snap_outer(image, found.quad, spec, _band_px(outer, image))
-        if found.quad is None or isinstance(outer_quad, str):
-            return _refused(name, side, f"outer model: {found.problem or outer_quad}", timing, start)
+        outer_quad = snapped_quad(predict(outer, "outer_model"), OUTER, image, spec, band_px(outer, image))
+        if isinstance(outer_quad, str):
+            return _refused(name, side, f"outer model: {outer_quad}", timing, start)
     else:
         outer_quad = detect_outer(image, spec, reduced=reduced)
         if isinstance(outer_quad, str):
@@ -114,11 +113,10 @@ def measure_with_models(
     sleeve = suspected_sleeve_edge(image, outer_quad, spec, reduced=reduced)
     flags = [sleeve] if sleeve else []
     if graphic is not None:
-        found = _model_quad(predict(graphic, "graphic_model"), GRAPHIC, image.shape, "graphic border")
-        band = _band_px(graphic, image)
-        graphic_quad = found.quad if found.quad is None else snap_graphic(image, found.quad, outer_quad, spec, band)
-        if found.quad is None or isinstance(graphic_quad, str):
-            return _refused(name, side, f"graphic model: {found.problem or graphic_quad}", timing, start, flags)
+        band = band_px(graphic, image)
+        graphic_quad = snapped_quad(predict(graphic, "graphic_model"), GRAPHIC, image, spec, band, outer_quad)
+        if isinstance(graphic_quad, str):
+            return _refused(name, side, f"graphic model: {graphic_quad}", timing, start, flags)
     else:
         graphic_quad = detect_graphic(image, outer_quad, spec, reduced=reduced)
         if isinstance(graphic_quad, str):
@@ -168,7 +166,33 @@ def _model_quad(instances: Sequence[PredictedInstance], class_id: int, shape: tu
     return _Found(upright_quad(order_quad(quad)))
 
 
-def _band_px(predictor: Predictor, image: np.ndarray) -> float:
+def snapped_quad(
+    instances: Sequence[PredictedInstance],
+    class_id: int,
+    image: np.ndarray,
+    spec: CardSpec,
+    band: float,
+    outer_quad: np.ndarray | None = None,
+) -> np.ndarray | str:
+    """A role's quad from a model's instances, snapped onto the image's own edges (OpenCV pixels), or why there
+    is none. The graphic border's snap needs the card's quad (`outer_quad`)."""
+    what = "card" if class_id == OUTER else "graphic border"
+    found = _model_quad(instances, class_id, image.shape, what)
+    if found.quad is None:
+        return found.problem
+    if class_id == OUTER:
+        return snap_outer(image, found.quad, spec, band)
+    if outer_quad is None:
+        raise ValueError("snapping a graphic border needs the card's quad")
+    return snap_graphic(image, found.quad, outer_quad, spec, band)
+
+
+def model_quad(instances: Sequence[PredictedInstance], class_id: int, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The model's own coarse quad for a class, before snapping (how far off it is tells how good the model is)."""
+    return _model_quad(instances, class_id, shape, "border").quad
+
+
+def band_px(predictor: Predictor, image: np.ndarray) -> float:
     """Half the band (image pixels) searched either side of a model's edge: a few of the network's pixels."""
     image_px_per_network_px = max(image.shape[:2]) / predictor.spec.imgsz
     return max(MIN_BAND_PX, BAND_NETWORK_PX * image_px_per_network_px)

@@ -4,7 +4,9 @@ COCO metrics are computed at the network's input size (what the model sees): mAP
 for boxes and masks, and precision and recall at a score of 0.5 and an IoU of 0.5. The border error is what a
 grader cares about: each validation card is measured by the measurement engine twice at full resolution, once
 from its labelled outlines and once with the model's outline in place of the role's labelled one; the error is
-the difference of the 24 border widths. A card the engine refuses from the model's outline counts as refused.
+the difference of the 24 border widths. The model's outline goes the way `cardmetry measure --outer-model` takes
+it: snapped to the image's own edge nearby, then fitted by the engine. A card refused that way counts as refused.
+`corner_error_px` is how far the model's own quad (before snapping) lies from the labelled one.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from cardmetry.data.images import ImageError, load_image
-from cardmetry.data.instances import Instance, label_to_cv
-from cardmetry.geometry.lines import quad_from_polygon
+from cardmetry.data.instances import GRAPHIC, OUTER, Instance, label_to_cv
+from cardmetry.geometry.lines import align_quad, quad_from_polygon
 from cardmetry.geometry.specs import STANDARD
 from cardmetry.measure.engine import measure_borders
 from cardmetry.measure.result import Measurement
 from cardmetry.models.base import Backend, ModelSpec, PredictedInstance, Target
+from cardmetry.models.measuring import band_px, model_quad, snapped_quad
 from cardmetry.models.predictors import TorchPredictor
 from cardmetry.training.data import Sample
 
@@ -134,21 +137,28 @@ class BorderEvaluator:
         errors, corner_px, refused = [], [], 0
         for card in self.cards:
             found = predictor.predict(card.image)
-            quads = dict(card.quads)
+            band = band_px(predictor, card.image)
             for class_id in spec.classes:
-                best = next((i for i in found if i.class_id == class_id), None)
-                quad = None if best is None else _quad_or_none(best.polygon)
-                if quad is None:
-                    break
-                corner_px.append(float(np.linalg.norm(quad - card.quads[class_id], axis=1).mean()))
-                quads[class_id] = quad
+                coarse = model_quad(found, class_id, card.image.shape)
+                if coarse is not None:  # the model's own outline, before snapping: how good the network is
+                    corner_px.append(float(np.linalg.norm(align_quad(coarse, card.quads[class_id]) -
+                                                          card.quads[class_id], axis=1).mean()))
+            # measured as `cardmetry measure --*-model` would: the model's outline snapped to the image's edges,
+            # the other role from its labels
+            outer = card.quads[OUTER]
+            if OUTER in spec.classes:
+                outer = snapped_quad(found, OUTER, card.image, STANDARD, band)
+            graphic = card.quads[GRAPHIC]
+            if GRAPHIC in spec.classes and not isinstance(outer, str):
+                graphic = snapped_quad(found, GRAPHIC, card.image, STANDARD, band, outer)
+            result = None
+            if not isinstance(outer, str) and not isinstance(graphic, str):
+                result = measure_borders(card.image, outer, graphic, STANDARD)
+            if isinstance(result, Measurement):
+                errors += [abs(p.border_mm - r.border_mm) for p, r in
+                           zip(result.points, card.reference.points, strict=True)]
             else:
-                result = measure_borders(card.image, quads[0], quads[1], STANDARD)
-                if isinstance(result, Measurement):
-                    errors += [abs(p.border_mm - r.border_mm) for p, r in
-                               zip(result.points, card.reference.points, strict=True)]
-                    continue
-            refused += 1
+                refused += 1
         out = {"border_refused": refused / len(self.cards), "border_cards": float(len(self.cards))}
         if errors:
             out["border_error_mm"] = float(np.median(errors))
