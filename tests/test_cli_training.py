@@ -94,3 +94,60 @@ def test_backends_lists_each_backend_with_why_it_cannot_run() -> None:
     assert listed["unet"]["available"] and listed["unet"]["default_variant"] in listed["unet"]["variants"]
     if not listed["detectron2"]["available"]:
         assert "detectron2" in listed["detectron2"]["unavailable"]
+
+
+@pytest.fixture(scope="module")
+def rendered_card(tmp_path_factory: pytest.TempPathFactory):
+    from cardmetry.data.synth import render, sample_scene
+    from cardmetry.measure.files import write_png
+
+    card = render(sample_scene(101, dpi=300, supersample=1))
+    path = tmp_path_factory.mktemp("card") / "card.png"
+    write_png(path, card.image)
+    return path, card
+
+
+def test_measure_with_models_uses_them_for_the_coarse_borders(rendered_card, tmp_path, monkeypatch) -> None:
+    from cardmetry.data.instances import GRAPHIC, OUTER
+    from cardmetry.models import predictors
+    from tests.models.test_measuring import FakePredictor, moved
+
+    path, card = rendered_card
+    outer = FakePredictor((OUTER, 0.9, moved(card.truth.outer_quad_px, 3)))
+    graphic = FakePredictor((GRAPHIC, 0.9, moved(card.truth.graphic_quad_px, -3)), classes=(GRAPHIC,))
+    files = {tmp_path / "outer.pt": outer, tmp_path / "graphic.onnx": graphic}
+    for file in files:
+        file.write_bytes(b"")
+    monkeypatch.setattr(predictors, "load_predictor", lambda p: files[p])
+    result = runner.invoke(app, ["measure", str(path), "--json", "--outer-model", str(tmp_path / "outer.pt"),
+                                 "--graphic-model", str(tmp_path / "graphic.onnx")])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert {"outer_model", "graphic_model"} <= set(document["timing_ms"])
+    truth = {w.station.id: w.border_mm for w in card.truth.widths}
+    assert max(abs(p["border_mm"] - truth[p["id"]]) for p in document["points"]) < 0.02
+    assert outer.calls == graphic.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--outer-model", "no-such-run", "neither a model file nor a run"),  # unknown run id
+        ("--outer-model", "../escape", "neither a model file nor a run"),  # a path-like id never reaches the disk
+        ("--graphic-model", "README.md", "a model file is a checkpoint"),  # a file of another kind
+    ],
+)
+def test_measure_refuses_a_model_it_cannot_load(rendered_card, home, option, value, message) -> None:
+    result = runner.invoke(app, ["measure", str(rendered_card[0]), option, value])
+    assert result.exit_code == 2 and message in flat(result.output)
+
+
+def test_measure_refuses_a_model_of_the_other_role(rendered_card, tmp_path, monkeypatch) -> None:
+    from cardmetry.data.instances import GRAPHIC
+    from cardmetry.models import predictors
+    from tests.models.test_measuring import FakePredictor
+
+    (tmp_path / "graphic.pt").write_bytes(b"")
+    monkeypatch.setattr(predictors, "load_predictor", lambda p: FakePredictor(classes=(GRAPHIC,)))
+    result = runner.invoke(app, ["measure", str(rendered_card[0]), "--outer-model", str(tmp_path / "graphic.pt")])
+    assert result.exit_code == 2 and "not the outer border" in flat(result.output)
