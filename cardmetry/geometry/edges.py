@@ -21,7 +21,7 @@ import numpy as np
 from cardmetry.geometry.lines import Line
 
 Polarity = Literal[-1, 0, 1]
-Selection = Literal["strongest", "first"]
+Selection = Literal["strongest", "first", "nearest"]
 SeedScore = Literal["support", "closeness"]
 
 _MAD_TO_SIGMA = 1.4826  # robust standard deviation of Gaussian noise from the median absolute deviation
@@ -242,10 +242,11 @@ def locate_edges(
     profile's gradient noise.
 
     `select="first"` takes the candidate with the smallest offset (the first met when scanning along the
-    normal), `"strongest"` the largest. `search_range` (lo, hi), numbers or one per profile, keeps candidates
-    to those offsets while the whole profile still feeds the gradient. `min_share_of_strongest` also drops
-    candidates weaker than that share of the profile's strongest one: with "first" it picks the first edge
-    nearly as strong as the strongest, passing over a faint shadow or sleeve edge met before it.
+    normal), `"strongest"` the largest, `"nearest"` the one nearest offset 0 (where a model put the edge).
+    `search_range` (lo, hi), numbers or one per profile, keeps candidates to those offsets while the whole profile
+    still feeds the gradient. `min_share_of_strongest` also drops candidates weaker than that share of the
+    profile's strongest one: with "first" it picks the first edge nearly as strong as the strongest, passing over
+    a faint shadow or sleeve edge met before it.
 
     The peak is refined by a Gaussian (log-parabola) fit through it and its two neighbours. Profiles without a
     candidate get NaN.
@@ -277,6 +278,8 @@ def locate_edges(
     has_edge = candidate.any(axis=1)
     if select == "first":
         peak = np.argmax(candidate, axis=1)
+    elif select == "nearest":
+        peak = np.argmin(np.where(candidate, np.abs(offs[1:-1]), np.inf), axis=1)
     else:
         peak = np.argmax(np.where(candidate, centre, -np.inf), axis=1)
     peak = peak + 1  # back to column indices of `score`

@@ -10,8 +10,8 @@ measure, 4 px off they are refused. So each of the model's edges is first snappe
 `BAND_NETWORK_PX` network pixels of it (at least `MIN_BAND_PX`), with the per-profile edge searches the classical
 detector refines its edges with (measured: edges up to the band's width off, turned 0.3 deg, measure as the true
 quads do):
-- a card's edge: the outermost colour step nearly as strong as the strongest in the band (a shadow or a sleeve's
-  haze beside the card is weaker);
+- a card's edge: the colour step nearest the model's edge (a dark card on a dark lid shows a weaker step than
+  its sleeve's edge a few pixels outside; the model was trained to tell them apart);
 - a frame's edge: the first place inward where the colour leaves the border's, read just outside the band (and
   never nearer the card's edge than a clearance).
 Of two straight edges in the band (a name plate's beside the frame's), the one nearer the model's line is taken.
@@ -54,7 +54,6 @@ MIN_BAND_PX = 4.0
 SIGMA_PX = 1.0  # gradient smoothing across the edge (full resolution)
 SPACING_MM = 1.0  # between profiles along an edge
 OUTER_CORNER_MM, GRAPHIC_CORNER_MM = 4.0, 2.0  # profiles keep clear of the corners (a card's are rounded)
-EDGE_SHARE = 0.6  # a card's edge: the outermost step at least this share of the band's strongest
 MIN_CONTRAST = 12.0  # grey levels (RGB distance) of the smallest step that counts as an edge
 REFERENCE_MM = 0.3  # the border's colour comes from this much of each profile, just outside the band
 CLEARANCE_MM = 0.3  # the border's colour is read no nearer the card's edge than this
@@ -199,8 +198,8 @@ def band_px(predictor: Predictor, image: np.ndarray) -> float:
 
 
 def snap_outer(image: np.ndarray, quad: np.ndarray, spec: CardSpec, band_px: float) -> np.ndarray | str:
-    """The card's quad with each edge moved onto the outermost strong colour step within `band_px` of the
-    model's, or the reason an edge has none."""
+    """The card's quad with each edge moved onto the strong colour step nearest the model's edge within `band_px`
+    of it, or the reason an edge has none."""
     px_per_mm = _px_per_mm(quad, spec)
     centre = quad.mean(axis=0)
     lines = []
@@ -210,12 +209,11 @@ def snap_outer(image: np.ndarray, quad: np.ndarray, spec: CardSpec, band_px: flo
         hits = locate_edges(
             profiles.values,
             profiles.offsets,
-            select="first",
+            select="nearest",
             sigma_px=SIGMA_PX,
             min_snr=3.0,
             min_gradient=_min_gradient(MIN_CONTRAST),
             search_range=(-band_px, band_px),
-            min_share_of_strongest=EDGE_SHARE,
         )
         line = _fit(profiles, hits.offsets, f"the card's {side} edge", band_px)
         if isinstance(line, str):

@@ -178,6 +178,21 @@ def test_polarity_and_selection_pick_the_intended_edge(
     assert hits.offsets[0] == pytest.approx(expected - 0.25, abs=0.02)  # steps sit halfway between samples
 
 
+@pytest.mark.parametrize(
+    ("origin", "expected"),
+    [
+        (22.0, -2.0),  # offset 0 (a model's edge) lies nearest the middle step, not the first or the strongest
+        (9.0, 1.0),  # nearest the first step
+        (33.0, -3.0),  # nearest the last step
+    ],
+)
+def test_nearest_selection_takes_the_step_nearest_offset_zero(origin: float, expected: float) -> None:
+    values = _profile((20, 20), (60, 20), (200, 20), (20, 30))  # steps at 10, 20 and 30
+    offsets = np.arange(values.shape[1]) * 0.5 - origin
+    hits = locate_edges(values, offsets, select="nearest", sigma_px=1.0)
+    assert hits.offsets[0] == pytest.approx(expected - 0.25, abs=0.02)
+
+
 def test_search_range_keeps_candidates_inside_it() -> None:
     values = _profile((20, 20), (200, 20), (20, 30))
     offsets = np.arange(values.shape[1]) * 0.5

@@ -59,3 +59,52 @@ def test_a_shifted_mask_scores_below_an_exact_one() -> None:
     off = coco_metrics([target(OUTER, FRAME)], [[found(shifted, 0), found(FRAME, 1)]], SPEC)
     assert off["map50_95_mask"] < exact["map50_95_mask"] == pytest.approx(1.0)
     assert off["map50_mask"] == pytest.approx(1.0)  # still above IoU 0.5
+
+
+class TruthBackend:
+    """Predicts each card's labelled outline (shifted by `shift` input pixels): a model as good or as bad as asked."""
+
+    def __init__(self, polygons: list[np.ndarray], shift: float) -> None:
+        self.polygons, self.shift = polygons, shift
+
+    def predict_batch(self, model, images, spec, score_threshold=0.05):
+        from cardmetry.training.augment import rasterise
+
+        polygon = self.polygons.pop(0) + self.shift
+        mask = rasterise(polygon, spec.imgsz).astype(np.float32)
+        return [[PredictedInstance(0, 0.99, mask, polygon, box_of(polygon))]]
+
+
+@pytest.mark.parametrize(
+    ("shift", "good"),
+    [
+        (0.0, True),  # the labelled outline itself: the engine measures what the labels measure
+        (0.5, True),  # half a network pixel inward (2 image pixels): the snap finds the edge again
+        (-0.5, True),  # and outward, towards a sleeve's edge
+        (12.0, False),  # far off: refused or plainly wrong, never quietly near
+    ],
+)
+def test_the_border_error_measures_what_a_model_leaves(tmp_path, shift: float, good: bool) -> None:
+    from cardmetry.data.formats import read_dataset
+    from cardmetry.data.synth.dataset import SynthOptions, write_synth
+    from cardmetry.models.letterbox import Letterbox
+    from cardmetry.training.data import prepare_data
+    from cardmetry.training.evaluate import BorderEvaluator
+    from cardmetry.training.sources import DataSource, folder_version
+    from tests.training.toy import tiny_config
+
+    write_synth(tmp_path, SynthOptions(count=2, seed=77, dpi=300, supersample=1))
+    dataset, _ = read_dataset(tmp_path)
+    source = DataSource(dataset, tmp_path, folder_version(dataset, tmp_path))
+    data = prepare_data(tiny_config(val_share=0.5), source)
+    samples = data.val + data.train
+    evaluator = BorderEvaluator(samples, limit=2)
+    assert len(evaluator.cards) == 2 and not evaluator.skipped
+    spec = ModelSpec("truth", "labels", (0,), 320)
+    polygons = [Letterbox.for_image(s.width, s.height, 320).points_to_input(s.instances[0].polygon) for s in samples]
+    metrics = evaluator.evaluate(TruthBackend(polygons, shift), torch.nn.Identity(), spec, "cpu")  # type: ignore[arg-type]
+    if good:
+        assert metrics["border_refused"] == 0 and metrics["border_error_p95_mm"] < 0.01
+        assert metrics["corner_error_px"] < 2 + 4.5 * abs(shift)
+    else:
+        assert metrics["border_refused"] == 1 or metrics["border_error_mm"] > 0.1
