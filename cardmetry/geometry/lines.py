@@ -172,3 +172,17 @@ def align_quad(quad: np.ndarray, reference: np.ndarray) -> np.ndarray:
     q = np.asarray(quad, float)
     turns = [np.roll(q, -k, axis=0) for k in range(4)]
     return min(turns, key=lambda t: float(np.linalg.norm(t - reference, axis=1).sum()))
+
+
+def inward_normal(p0: np.ndarray, p1: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The unit normal of the segment p0-p1 that points towards `inside`."""
+    dx, dy = np.asarray(p1, float) - np.asarray(p0, float)
+    normal = np.array([-dy, dx]) / np.hypot(dx, dy)
+    return normal if normal @ (np.asarray(inside) - (np.asarray(p0) + np.asarray(p1)) / 2) > 0 else -normal
+
+
+def quad_px_per_mm(quad: np.ndarray, width_mm: float, height_mm: float) -> float:
+    """The scale of a card's quad (pixels per mm), whichever way round it lies."""
+    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    short, long = sorted((sides[0] + sides[2], sides[1] + sides[3]))
+    return float((short / width_mm + long / height_mm) / 4)

@@ -43,10 +43,12 @@ from cardmetry.geometry.lines import (
     Line,
     angle_between_deg,
     intersect,
+    inward_normal,
     line_angle_deg,
     line_through,
     order_quad,
     quad_from_lines,
+    quad_px_per_mm,
     quad_side_ends,
     signed_distance,
     upright_quad,
@@ -239,10 +241,11 @@ def detect_outer(image: np.ndarray, spec: CardSpec, *, reduced: Reduced | None =
     rough = _rough_quad(card, reduced.image.shape[:2])
     if isinstance(rough, str):
         return rough
-    px_per_mm = _px_per_mm(rough, spec)  # of the reduced copy: roughly, from a quad that may hold a sleeve
+    # of the reduced copy: roughly, from a quad that may hold a sleeve
+    px_per_mm = quad_px_per_mm(rough, spec.width_mm, spec.height_mm)
     lines = []
     for name, (p0, p1) in quad_side_ends(rough).items():
-        inward = _inward_normal(p0, p1, rough.mean(axis=0))
+        inward = inward_normal(p0, p1, rough.mean(axis=0))
         coarse = _coarse_outer_line(card, p0, p1, inward, px_per_mm)
         if isinstance(coarse, str):
             return f"the card's {name} edge was not found: {coarse}"
@@ -250,7 +253,7 @@ def detect_outer(image: np.ndarray, spec: CardSpec, *, reduced: Reduced | None =
     coarse_quad = quad_from_lines(*lines)
     fine = []
     for name, (p0, p1) in quad_side_ends(coarse_quad).items():
-        line = _fine_outer_line(image, p0, p1, _inward_normal(p0, p1, coarse_quad.mean(axis=0)), spec, coarse_quad)
+        line = _fine_outer_line(image, p0, p1, inward_normal(p0, p1, coarse_quad.mean(axis=0)), spec, coarse_quad)
         if isinstance(line, str):
             return f"the card's {name} edge was not found: {line}"
         fine.append(line)
@@ -337,7 +340,7 @@ def _fine_outer_line(
 ) -> Line | str:
     """The card's edge across a coarse line at full resolution: in each profile, the outermost colour step at
     least `_EDGE_SHARE` of the strongest in a narrow window; a robust line through them."""
-    px_per_mm = _px_per_mm(quad, spec)
+    px_per_mm = quad_px_per_mm(quad, spec.width_mm, spec.height_mm)
     sigma = 1.0
     search = (-_FINE_OUTSIDE_MM * px_per_mm, _FINE_INSIDE_MM * px_per_mm)
     profiles = _card_edge_profiles(image, p0, p1, inward, search, sigma, px_per_mm)
@@ -429,15 +432,15 @@ def _clear_edge_at(image: np.ndarray, lines: list[Line], index: int, spec: CardS
     three sides, or None."""
     quad = quad_from_lines(*lines)
     centre = quad.mean(axis=0)
-    opposite = _inside_positive(lines[(index + 2) % 4], _inward_normal(*_ends(quad, (index + 2) % 4), centre))
+    opposite = _inside_positive(lines[(index + 2) % 4], inward_normal(*_ends(quad, (index + 2) % 4), centre))
     ours, across = _separation(quad, index), _separation(quad, index + 1)
     expected = across * spec.aspect if ours > across else across / spec.aspect
     predicted = opposite - np.array([0.0, 0.0, expected])  # points on our side lie at +expected from `opposite`
     p0, p1 = (intersect(predicted, lines[(index + k) % 4]) for k in (3, 1))
-    px_per_mm = _px_per_mm(quad, spec)
+    px_per_mm = quad_px_per_mm(quad, spec.width_mm, spec.height_mm)
     reach = _RESEARCH_MM * px_per_mm
     sigma = 1.0
-    profiles = _card_edge_profiles(image, p0, p1, _inward_normal(p0, p1, centre), (-reach, reach), sigma, px_per_mm)
+    profiles = _card_edge_profiles(image, p0, p1, inward_normal(p0, p1, centre), (-reach, reach), sigma, px_per_mm)
     hits = locate_edges(
         profiles.values,
         profiles.offsets,
@@ -499,10 +502,10 @@ def detect_graphic(
     found: on each side, the first step inward from the border's colour. `reduced` as for `detect_outer`."""
     reduced = reduced or Reduced.of(image)
     outer = np.asarray(outer_quad, float)
-    px_per_mm = _px_per_mm(outer, spec)
+    px_per_mm = quad_px_per_mm(outer, spec.width_mm, spec.height_mm)
     sides = {}
     for name, (p0, p1) in quad_side_ends(outer).items():
-        side = _coarse_frame_side(reduced, p0, p1, _inward_normal(p0, p1, outer.mean(axis=0)), px_per_mm)
+        side = _coarse_frame_side(reduced, p0, p1, inward_normal(p0, p1, outer.mean(axis=0)), px_per_mm)
         if isinstance(side, str):
             return f"no graphic border found along the {name} side: {side}"
         sides[name] = side
@@ -884,18 +887,6 @@ def _two_edge_rule(px_per_mm: float, spacing_px: float) -> TwoEdgeRule:
     )
 
 
-def _px_per_mm(quad: np.ndarray, spec: CardSpec) -> float:
-    """The scale of a card's quad, whichever way round it lies."""
-    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
-    short, long = sorted((sides[0] + sides[2], sides[1] + sides[3]))
-    return float((short / spec.width_mm + long / spec.height_mm) / 4)
-
-
-def _inward_normal(p0: np.ndarray, p1: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """The unit normal of the segment p0-p1 that points towards `inside`."""
-    dx, dy = np.asarray(p1, float) - np.asarray(p0, float)
-    normal = np.array([-dy, dx]) / np.hypot(dx, dy)
-    return normal if normal @ (np.asarray(inside) - (p0 + p1) / 2) > 0 else -normal
 
 
 def _line_to_full(line: Line, factor: int) -> Line:

@@ -150,7 +150,8 @@ class Backend:
         raise NotImplementedError
 
     def export_onnx(self, model: nn.Module, spec: ModelSpec, path: Path) -> None:
-        """Write the model as ONNX, taking a (1, 3, imgsz, imgsz) float image in [0, 1]."""
+        """Write the model as ONNX, taking a (1, 3, imgsz, imgsz) float image in [0, 1], with the spec in the file's
+        metadata (`cardmetry.models.onnx_file.write_onnx` does both)."""
         raise NotImplementedError(f"backend {self.name!r} cannot export to ONNX")
 
     def decode_onnx(self, outputs: Sequence[np.ndarray], spec: ModelSpec) -> list[PredictedInstance]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import onnx
 import torch
 
 from cardmetry.models.base import ModelSpec
-from cardmetry.models.predictors import ONNX_SPEC_KEY, OnnxPredictor, TorchPredictor, model_from_checkpoint
+from cardmetry.models.onnx_file import add_spec
+from cardmetry.models.predictors import OnnxPredictor, TorchPredictor, model_from_checkpoint
 
 
 @dataclass(frozen=True)
@@ -22,15 +22,6 @@ class ExportReport:
     max_mask_difference: float  # largest |torch - onnxruntime| mask probability on the check image
     same_instances: bool  # the same classes found, in the same order
     compared: int  # instances whose masks were compared (none when an untrained model finds nothing)
-
-
-def add_spec(path: Path, spec: ModelSpec) -> None:
-    """Store the ModelSpec in the ONNX file's metadata, so the file alone says how to use it."""
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = ONNX_SPEC_KEY, json.dumps(spec.as_json())
-    onnx.save(model, str(path))
 
 
 def export_checkpoint(checkpoint: Path, out: Path, check_image: np.ndarray | None = None) -> ExportReport:

@@ -31,10 +31,12 @@ from cardmetry.geometry.frame import first_edge_from_border
 from cardmetry.geometry.lines import (
     Line,
     align_quad,
+    inward_normal,
     line_through,
     order_quad,
     quad_from_lines,
     quad_from_polygon,
+    quad_px_per_mm,
     quad_side_ends,
     signed_distance,
     upright_quad,
@@ -200,11 +202,11 @@ def band_px(predictor: Predictor, image: np.ndarray) -> float:
 def snap_outer(image: np.ndarray, quad: np.ndarray, spec: CardSpec, band_px: float) -> np.ndarray | str:
     """The card's quad with each edge moved onto the strong colour step nearest the model's edge within `band_px`
     of it, or the reason an edge has none."""
-    px_per_mm = _px_per_mm(quad, spec)
+    px_per_mm = quad_px_per_mm(quad, spec.width_mm, spec.height_mm)
     centre = quad.mean(axis=0)
     lines = []
     for side, (p0, p1) in quad_side_ends(quad).items():
-        inward = _inward_normal(p0, p1, centre)
+        inward = inward_normal(p0, p1, centre)
         profiles = _profiles(image, p0, p1, inward, (-band_px, band_px), OUTER_CORNER_MM * px_per_mm, px_per_mm)
         hits = locate_edges(
             profiles.values,
@@ -229,12 +231,12 @@ def snap_graphic(
     within `band_px` of the model's edge, or the reason an edge has none."""
     outer = np.asarray(outer_quad, float)
     graphic = align_quad(order_quad(quad), outer)
-    px_per_mm = _px_per_mm(outer, spec)
+    px_per_mm = quad_px_per_mm(outer, spec.width_mm, spec.height_mm)
     reference = REFERENCE_MM * px_per_mm
     outer_ends = quad_side_ends(outer)
     lines = []
     for side, (p0, p1) in quad_side_ends(graphic).items():
-        inward = _inward_normal(p0, p1, graphic.mean(axis=0))
+        inward = inward_normal(p0, p1, graphic.mean(axis=0))
         # The border's colour is read just outside the band (clear of an edge blurred at its very end), but never
         # across the card's own edge.
         outside = -band_px - 2 * SIGMA_PX - reference
@@ -336,17 +338,6 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def _px_per_mm(quad: np.ndarray, spec: CardSpec) -> float:
-    """The scale of a card's quad, whichever way round it lies."""
-    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
-    short, long = sorted((sides[0] + sides[2], sides[1] + sides[3]))
-    return float((short / spec.width_mm + long / spec.height_mm) / 4)
-
-
-def _inward_normal(p0: np.ndarray, p1: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    dx, dy = np.asarray(p1, float) - np.asarray(p0, float)
-    normal = np.array([-dy, dx]) / np.hypot(dx, dy)
-    return normal if normal @ (np.asarray(inside) - (p0 + p1) / 2) > 0 else -normal
 
 
 def _inside_positive(line: Line, inward: np.ndarray) -> Line:

@@ -18,10 +18,9 @@ import torch
 from cardmetry.models.base import Backend, ModelSpec, PredictedInstance
 from cardmetry.models.checkpoint import load_checkpoint
 from cardmetry.models.letterbox import Letterbox, to_tensor_layout
+from cardmetry.models.onnx_file import ONNX_SPEC_KEY
 from cardmetry.models.outlines import box_of, largest_outline
 from cardmetry.models.registry import get_backend
-
-ONNX_SPEC_KEY = "cardmetry.spec"  # metadata_props entry holding the ModelSpec as JSON
 
 
 class Predictor(Protocol):

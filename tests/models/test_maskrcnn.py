@@ -18,7 +18,8 @@ from torch import nn
 from cardmetry.data.instances import GRAPHIC, OUTER
 from cardmetry.models.backends.maskrcnn import MaskRCNNBackend, load_user_weights
 from cardmetry.models.base import ModelSpec, PredictedInstance, Target
-from cardmetry.models.predictors import ONNX_SPEC_KEY, OnnxPredictor, TorchPredictor
+from cardmetry.models.onnx_file import ONNX_SPEC_KEY
+from cardmetry.models.predictors import OnnxPredictor, TorchPredictor
 from cardmetry.models.pretrained import effnet_lite0_state_dict
 from cardmetry.models.registry import get_backend
 

@@ -13,9 +13,7 @@ torchvision's anchors, so the region-proposal head of a user's COCO checkpoint k
 
 from __future__ import annotations
 
-import json
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +28,12 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from cardmetry.models.backends.backbones import FEATURE_NAMES, EffNetLite0FPN, mobilenet_v3_fpn
 from cardmetry.models.base import Backend, ModelSpec, PredictedInstance, Target
+from cardmetry.models.onnx_file import write_onnx
 from cardmetry.models.outlines import box_of, largest_outline
 from cardmetry.models.pretrained import EFFNET_LITE0_MEAN, EFFNET_LITE0_STD, IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
-ONNX_OPSET = 17
 CARD_ASPECTS = (1 / 1.4, 1.0, 1.4)  # anchor height / width: landscape, turned 45 degrees, portrait
 LARGEST_ANCHOR = 0.9  # of imgsz: a card filling the input's height
 DETECTIONS_PER_IMAGE = 20  # a photo holds one card, or a few: 100 masks to paste would only cost time
@@ -235,32 +233,7 @@ class MaskRCNNBackend(Backend):
         ]
 
     def export_onnx(self, model: nn.Module, spec: ModelSpec, path: Path) -> None:
-        import onnx
-
-        from cardmetry.models.predictors import ONNX_SPEC_KEY
-
-        model.eval()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        example = torch.rand(1, 3, spec.imgsz, spec.imgsz, device=next(model.parameters()).device)
-        # The TorchScript exporter: the one torchvision documents and tests Mask R-CNN with. Its tracer warns that
-        # shapes become constants: they are, by design (one fixed input size), so the warnings are silenced.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _OnnxGraph(model).eval(),
-                (example,),
-                str(path),
-                dynamo=False,
-                opset_version=ONNX_OPSET,
-                input_names=["images"],
-                output_names=list(ONNX_OUTPUTS),
-                dynamic_axes={name: {0: "detections"} for name in ONNX_OUTPUTS},
-            )
-        exported = onnx.load(str(path))
-        prop = exported.metadata_props.add()
-        prop.key, prop.value = ONNX_SPEC_KEY, json.dumps(spec.as_json())
-        onnx.save(exported, str(path))
+        write_onnx(_OnnxGraph(model), spec, path, ONNX_OUTPUTS, {name: {0: "detections"} for name in ONNX_OUTPUTS})
 
     def decode_onnx(self, outputs: Sequence[np.ndarray], spec: ModelSpec) -> list[PredictedInstance]:
         boxes, labels, scores, masks = outputs

@@ -8,8 +8,6 @@ image every backend gets and normalises it itself: the torch model and its ONNX 
 
 from __future__ import annotations
 
-import json
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,11 +18,11 @@ from torch import nn
 from torch.nn import functional
 
 from cardmetry.models.base import Backend, ModelSpec, PredictedInstance, Target
+from cardmetry.models.onnx_file import write_onnx
 from cardmetry.models.outlines import box_of, largest_outline
 from cardmetry.models.pretrained import EFFNET_LITE0, EFFNET_LITE0_MEAN, EFFNET_LITE0_STD, load_effnet_lite0
 
 STRIDE = 32  # the encoder halves the input five times: the input side must divide by this
-ONNX_OPSET = 17
 DICE_SMOOTH = 1.0  # keeps the soft Dice defined (and its gradient tame) on an image without the class
 # The decoder's channels, widest first; the light variant trades some of the decoder for speed on a laptop CPU.
 DECODERS: dict[str, tuple[int, ...]] = {
@@ -123,30 +121,7 @@ class UNetBackend(Backend):
         return [decode_probabilities(p, spec, score_threshold) for p in probs]
 
     def export_onnx(self, model: nn.Module, spec: ModelSpec, path: Path) -> None:
-        import onnx
-
-        from cardmetry.models.predictors import ONNX_SPEC_KEY
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        graph = _Probabilities(model).cpu().eval()
-        example = torch.zeros(1, 3, spec.imgsz, spec.imgsz)
-        # The TorchScript exporter handles timm's "same" padding and is quicker; it warns that it is not the default.
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                graph,
-                (example,),
-                str(path),
-                input_names=["images"],
-                output_names=["probabilities"],
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
-        proto = onnx.load(str(path))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = ONNX_SPEC_KEY, json.dumps(spec.as_json())
-        onnx.save(proto, str(path))
+        write_onnx(_Probabilities(model).cpu(), spec, path, ["probabilities"])
 
     def decode_onnx(self, outputs: Sequence[np.ndarray], spec: ModelSpec) -> list[PredictedInstance]:
         return decode_probabilities(np.asarray(outputs[0])[0], spec)

@@ -34,12 +34,12 @@ from cardmetry.data.instances import DEFAULT_CLASSES
 from cardmetry.models.base import Backend, BackendUnavailableError, FitCallbacks, ModelSpec, PredictedInstance
 from cardmetry.models.checkpoint import save_checkpoint
 from cardmetry.models.offline import prepare_ultralytics, ultralytics_missing_reason
+from cardmetry.models.onnx_file import write_onnx
 from cardmetry.models.outlines import box_of, largest_outline
 
 log = logging.getLogger(__name__)
 
 STRIDE = 32  # the largest stride of YOLO11's heads: the input side must divide by it
-ONNX_OPSET = 17
 NMS_IOU = 0.7  # Ultralytics' default for prediction
 VARIANTS: dict[str, str] = {
     "yolo11n-seg": "YOLO11 nano segmentation (2.9 M parameters), from scratch or your weights",
@@ -206,28 +206,8 @@ class YoloSegBackend(Backend):
 
     def export_onnx(self, model: nn.Module, spec: ModelSpec, path: Path) -> None:
         """The network's raw outputs (before NMS) as ONNX; `decode_onnx` runs NMS and the masks, as `predict` does."""
-        import onnx
-
-        from cardmetry.models.predictors import ONNX_SPEC_KEY
-
         _require()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        graph = _RawOutputs(model).cpu().eval()
-        with torch.inference_mode():
-            torch.onnx.export(
-                graph,
-                (torch.zeros(1, 3, spec.imgsz, spec.imgsz),),
-                str(path),
-                input_names=["images"],
-                output_names=["predictions", "protos"],
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
-        proto = onnx.load(str(path))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = ONNX_SPEC_KEY, json.dumps(spec.as_json())
-        onnx.save(proto, str(path))
+        write_onnx(_RawOutputs(model).cpu(), spec, path, ["predictions", "protos"])
 
     def decode_onnx(self, outputs: Sequence[np.ndarray], spec: ModelSpec) -> list[PredictedInstance]:
         _require()
