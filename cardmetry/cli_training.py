@@ -154,9 +154,10 @@ class _TrainingDisplay:
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "run_started":
-            self.progress.update(self.epochs, total=event["epochs"], completed=event["start_epoch"] - 1)
+            self.progress.update(self.epochs, total=event["epochs"])
         elif kind == "epoch_started":
-            self.progress.update(self.batches, total=event["batches"], completed=0, info="")
+            self.progress.update(self.epochs, completed=event["epoch"] - 1)
+            self.progress.update(self.batches, total=event.get("batches"), completed=0, info="")
         elif kind == "batch":
             losses = "  ".join(f"{k} {v:.4f}" for k, v in event["losses"].items())
             info = f"{losses}  eta {_duration(event['eta_s'])}"
@@ -245,7 +246,7 @@ def runs(home: Annotated[Path | None, typer.Option(help=HOME_HELP)] = None) -> N
     from cardmetry.training.runs import run_summaries
 
     table = Table()
-    for column in ("run", "role", "backend", "state", "epoch", "best mAP50-95 mask", "border mm"):
+    for column in ("run", "role", "backend", "state", "epoch", "best fitness", "border mm"):
         table.add_column(column)
     for s in run_summaries(Home.from_env(home).runs):
         table.add_row(s.id, s.role, f"{s.backend} {s.variant}", s.state, str(s.epoch), _fmt(s.best_metric),

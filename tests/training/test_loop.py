@@ -32,7 +32,7 @@ def test_a_run_emits_ordered_events_and_keeps_checkpoints(tiny_cards, toy_backen
     events = read_events(run.events)
     check_sequence(events)
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "log" or kinds[0] == "run_started"
+    assert kinds[0] == "run_started"  # at once: a page never waits on the model being built
     assert kinds.count("epoch_started") == kinds.count("epoch_end") == 2
     assert "batch" in kinds and events[-1]["type"] == "succeeded"
     end = next(e for e in events if e["type"] == "epoch_end")
