@@ -412,6 +412,7 @@ def measure(
 
 def _load_models(outer: str | None, graphic: str | None, home: Path | None) -> dict[str, Predictor | None]:
     """The predictors --outer-model and --graphic-model name, each loaded once (the same file once for both)."""
+    from cardmetry.models.base import BackendUnavailableError
     from cardmetry.models.checkpoint import CheckpointError
     from cardmetry.models.predictors import load_predictor
     from cardmetry.store.home import Home
@@ -426,7 +427,7 @@ def _load_models(outer: str | None, graphic: str | None, home: Path | None) -> d
             path = model_file(Home.from_env(home), reference)
             if path not in loaded:
                 loaded[path] = load_predictor(path)
-        except (FileNotFoundError, ValueError, CheckpointError) as error:
+        except (FileNotFoundError, ValueError, KeyError, CheckpointError, BackendUnavailableError) as error:
             raise fail(f"--{role}-model: {error}") from None
         predictor = loaded[path]
         if ROLE_CLASS[role] not in predictor.spec.classes:

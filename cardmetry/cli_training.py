@@ -56,6 +56,7 @@ def train(
     Exit 0 when the run succeeded or was stopped, 1 when it failed or was cancelled."""
     from pydantic import ValidationError
 
+    from cardmetry.models.registry import get_backend
     from cardmetry.store.datasets import data_source
     from cardmetry.store.home import Home
     from cardmetry.training.config import TrainConfig
@@ -75,12 +76,18 @@ def train(
         if given:
             console.print(f"[yellow]note:[/yellow] --resume uses the run's own config; ignoring {', '.join(given)}")
     else:
-        base: dict[str, Any] = json.loads(config.read_text()) if config else {}
+        try:
+            base: dict[str, Any] = json.loads(config.read_text()) if config else {}
+        except (OSError, ValueError) as error:
+            raise fail(f"{config}: not a readable config ({error})") from None
         try:
             settings = TrainConfig.model_validate({**base, **given})
+            get_backend(settings.backend)  # an unknown backend is a usage error, before any run folder is made
+            run = RunDir.in_runs(store.runs, new_run_id(settings))
         except ValidationError as error:
             raise fail(_validation_message(error)) from None
-        run = RunDir.in_runs(store.runs, new_run_id(settings))
+        except (KeyError, ValueError) as error:
+            raise fail(str(error).strip("'\"")) from None
     try:
         with console.status("reading and checking the data"):
             sources = {name: data_source(store, ref) if ref else None
@@ -160,8 +167,8 @@ class _TrainingDisplay:
             self.progress.update(self.batches, total=event.get("batches"), completed=0, info="")
         elif kind == "batch":
             losses = "  ".join(f"{k} {v:.4f}" for k, v in event["losses"].items())
-            info = f"{losses}  eta {_duration(event['eta_s'])}"
-            self.progress.update(self.batches, completed=event["batch"], info=info)
+            info = f"{losses}  eta {_duration(event.get('eta_s'))}"
+            self.progress.update(self.batches, completed=event["batch"], total=event.get("batches"), info=info)
         elif kind == "epoch_end":
             self.rows.append(event)
             self.progress.update(self.epochs, completed=event["epoch"], info=_metrics_line(event))

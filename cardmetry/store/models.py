@@ -23,15 +23,18 @@ def run_checkpoint(home: Home, reference: str) -> Path:
 
 
 def model_file(home: Home, reference: str) -> Path:
-    """A model file given directly (.pt or .onnx), or a run's ONNX export when it has one (onnxruntime is the
-    faster path), else its best checkpoint."""
+    """A model file given directly (.pt or .onnx), or a run's ONNX export when it has one newer than its best
+    checkpoint (onnxruntime is the faster path), else that checkpoint."""
     path = Path(reference)
     if path.is_file():
         if path.suffix not in MODEL_SUFFIXES:
             raise ValueError(f"{path}: a model file is a checkpoint (.pt) or an ONNX export (.onnx)")
         return path
+    checkpoint = run_checkpoint(home, reference)
     run = _run(home, reference)
-    return run.onnx if run.onnx.is_file() else run_checkpoint(home, reference)
+    if run.onnx.is_file() and run.onnx.stat().st_mtime >= checkpoint.stat().st_mtime:
+        return run.onnx
+    return checkpoint  # never exported, or trained on since (a resume): the export would be stale
 
 
 def _run(home: Home, reference: str) -> RunDir:

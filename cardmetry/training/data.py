@@ -125,23 +125,25 @@ class WorkingImages:
     def __init__(self, imgsz: int, capacity: int = 2048) -> None:
         self.side = round(imgsz * WORKING_OVERSIZE)
         self.capacity = capacity
-        self._cache: OrderedDict[Path, tuple[np.ndarray, float]] = OrderedDict()
+        self._cache: OrderedDict[Path, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
-    def get(self, sample: Sample) -> tuple[np.ndarray, float]:
-        """The shrunk image and its scale (working pixels per image pixel)."""
+    def get(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """The shrunk image, and the homography from the full image's pixels to its (label convention)."""
         if sample.path in self._cache:
             self._cache.move_to_end(sample.path)
             return self._cache[sample.path]
         image = load_image(sample.path)
-        scale = min(1.0, self.side / max(image.shape[:2]))
+        height, width = image.shape[:2]
+        scale = min(1.0, self.side / max(height, width))
         if scale < 1:
-            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            scale = image.shape[1] / sample.width
-        self._cache[sample.path] = (image, scale)
+        # each axis by its own rounded size: cv2.resize maps pixel edges onto pixel edges, axis by axis
+        shrink = np.diag([image.shape[1] / width, image.shape[0] / height, 1.0])
+        self._cache[sample.path] = (image, shrink)
         if len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
-        return image, scale
+        return image, shrink
 
 
 class CardSegmentation(torch.utils.data.Dataset):
@@ -160,7 +162,7 @@ class CardSegmentation(torch.utils.data.Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, Target]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
-        image, scale = self.images.get(sample)
+        image, shrink = self.images.get(sample)
         height, width = image.shape[:2]
         if self.augment is None or seed is None:
             homography, rng = letterbox_homography(width, height, self.imgsz), None
@@ -170,7 +172,7 @@ class CardSegmentation(torch.utils.data.Dataset):
         pixels = warp_image(image, homography, self.imgsz)
         if rng is not None:
             pixels = photometric(pixels, rng, self.augment)  # type: ignore[arg-type]
-        return torch.from_numpy(to_tensor_layout(pixels)), self._target(sample, homography @ np.diag([scale, scale, 1]))
+        return torch.from_numpy(to_tensor_layout(pixels)), self._target(sample, homography @ shrink)
 
     def _target(self, sample: Sample, homography: np.ndarray) -> Target:
         labels, boxes, masks = [], [], []

@@ -9,6 +9,7 @@ without its newline is not yet an event and is skipped until it is complete).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -51,6 +52,7 @@ class EventLog:
         existing = read_events(path)
         self._seq = existing[-1]["seq"] if existing else 0
         self.terminal: str | None = next((e["type"] for e in reversed(existing) if e["type"] in TERMINAL), None)
+        self.started = False  # a run_started in this stretch of the log
         self._drop_partial_line()
 
     def _drop_partial_line(self) -> None:
@@ -66,10 +68,14 @@ class EventLog:
     def last_seq(self) -> int:
         return self._seq
 
-    def emit(self, type_: str, **payload: Any) -> dict[str, Any]:
+    def emit(self, type_: str, **payload: Any) -> dict[str, Any] | None:
+        """Append an event and tell the listeners. A heartbeat once the run has ended, or before it has started,
+        is dropped (None): the heartbeat's thread cannot know the moment the run ends."""
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
         with self._lock:
+            if type_ == "heartbeat" and (self.terminal is not None or not self.started):
+                return None
             if self.terminal is not None and type_ != "log":
                 raise RuntimeError(f"the run already ended ({self.terminal}); no {type_} event after it")
             self._seq += 1
@@ -79,14 +85,19 @@ class EventLog:
                 stream.write(line)
             if type_ in TERMINAL:
                 self.terminal = type_
+            elif type_ == "run_started":
+                self.started = True
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a broken display must not end the run: the event is written already
+                logging.getLogger(__name__).exception("an event listener failed on %s", type_)
         return event
 
     def reopen(self) -> None:
         """Allow events again after a terminal one: a resumed run starts a new stretch of the same log."""
         with self._lock:
-            self.terminal = None
+            self.terminal, self.started = None, False
 
 
 def finite(value: Any) -> Any:

@@ -8,6 +8,7 @@ lines, and `train_run` returns: a NaN loss, a broken backend or a full disk neve
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import threading
@@ -16,6 +17,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,7 @@ from cardmetry.training.runs import RunDir
 
 MONITOR = "fitness"  # higher is better (see `fitness`); ties keep the earlier epoch
 GRAD_CLIP = 10.0
+OWN_LOOP_FOLDER = "ultralytics"  # where an own-loop backend's trainer writes, inside the run folder
 LOG_TAIL = 40
 
 
@@ -105,8 +108,7 @@ def _heartbeat(events: EventLog, seconds: float) -> Iterator[None]:
 
     def beat() -> None:
         while not done.wait(seconds):
-            if events.terminal is None:
-                events.emit("heartbeat")
+            events.emit("heartbeat")  # dropped before run_started and after the terminal event
 
     thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
     thread.start()
@@ -130,22 +132,26 @@ def train_run(
     if resume:
         if events.terminal in ("succeeded", "cancelled"):
             raise ValueError(f"run {run.id} {events.terminal}; there is nothing to resume")
+        if get_backend(config.backend).own_loop:
+            raise ValueError(f"runs of backend {config.backend!r} cannot be resumed yet; start a new run")
         events.reopen()
     elif events.last_seq:
         raise ValueError(f"run {run.id} already has events; resume it instead")
-    run.clear_request()
     log = _Logger(run, events)
     with _heartbeat(events, config.heartbeat_seconds):
         try:
             _train(run, config, data, events, log, resume)
         except RunEnded as ended:
-            if ended.terminal == "cancelled":
-                shutil.rmtree(run.checkpoints, ignore_errors=True)  # cancel keeps nothing
+            if ended.terminal == "cancelled":  # cancel keeps nothing: our checkpoints, nor an own-loop trainer's
+                shutil.rmtree(run.checkpoints, ignore_errors=True)
+                shutil.rmtree(run.path / OWN_LOOP_FOLDER, ignore_errors=True)
             events.emit(ended.terminal, **ended.payload)
         except Exception as error:
-            log(f"{type(error).__name__}: {error}", "error")
-            events.emit("failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc(),
-                        log_tail=list(log.tail))
+            message = f"{type(error).__name__}: {error}"
+            with contextlib.suppress(OSError):  # a full disk must not keep the terminal event from being tried
+                log(message, "error")
+            events.emit("failed", error=message, traceback=traceback.format_exc(), log_tail=list(log.tail))
+    run.clear_request()  # acted upon, or come too late to matter; it must not end the run's next stretch at once
     return str(events.terminal)
 
 
@@ -159,7 +165,7 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
     spec = model_spec(config, backend)
     device = pick_device(config.device)
     if backend.own_loop:
-        _fit_own_loop(run, config, data, events, log, backend, spec, device, resume)
+        _fit_own_loop(run, config, data, events, log, backend, spec, device)
     batches_per_epoch = math.ceil(len(epoch_plan(data, config, 0)) / config.batch)
     total_steps = config.epochs * batches_per_epoch
     if config.max_steps:
@@ -185,15 +191,15 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
     optimizer = torch.optim.AdamW(parameters, lr=config.lr or backend.default_lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps))
     state = {"epoch": 0, "batch_in_epoch": 0, "step": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0}
-    if resume and run.last.is_file():
-        state = _restore(run, data, model, optimizer, scheduler, device)
-        log(f"resumed from {run.last.name}: epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}, "
-            f"step {state['step']}")
-
     amp_dtype = None
     if device.type == "cuda":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if resume and run.last.is_file():
+        state = _restore(run, data, model, optimizer, scheduler, scaler, device)
+        log(f"resumed from {run.last.name}: epoch {state['epoch'] + 1}, batch {state['batch_in_epoch']}, "
+            f"step {state['step']}")
+
     train_set = CardSegmentation(data.train + data.synthetic, spec.classes, spec.imgsz, config.augment)
     val_set = CardSegmentation(data.val, spec.classes, spec.imgsz, None)
     border = BorderEvaluator(data.val, config.border_eval_images)
@@ -208,6 +214,8 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
             "step": state["step"], "config": config.as_json(), "dataset": {"version": data.version},
             "best_metric": state["best_metric"], "best_epoch": state["best_epoch"],
             "bad_epochs": state["bad_epochs"], "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "scaler": scaler.state_dict(),
         })
         events.emit("checkpoint", name=name, path=str(path), epoch=epoch, step=state["step"])
 
@@ -220,8 +228,11 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
         first = state["batch_in_epoch"] if epoch == state["epoch"] else 0
         events.emit("epoch_started", epoch=epoch + 1, epochs=config.epochs, batches=len(batches), first_batch=first + 1,
                     step=state["step"])
+        # A generator of its own: making a loader draws from it, and from torch's global stream otherwise, which a
+        # resumed run would then see shifted (Mask R-CNN samples its regions from that stream).
         loader = torch.utils.data.DataLoader(
-            train_set, batch_sampler=batches[first:], collate_fn=collate, num_workers=config.loader_workers
+            train_set, batch_sampler=batches[first:], collate_fn=collate, num_workers=config.loader_workers,
+            generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch),
         )
         started = time.perf_counter()
         sums: dict[str, float] = {}
@@ -279,7 +290,7 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
             state["bad_epochs"] += 1
         checkpoint("last.pt", epoch + 1, 0)
         if improved:
-            shutil.copyfile(run.last, run.best)
+            _copy_whole(run.last, run.best)
             events.emit("checkpoint", name="best.pt", path=str(run.best), epoch=epoch + 1, step=state["step"])
         epoch_seconds.append(time.perf_counter() - started)
         events.emit(
@@ -295,6 +306,8 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
         if config.patience and state["bad_epochs"] >= config.patience:
             log(f"stopping early: the {MONITOR} has not improved for {config.patience} epochs")
             break
+    if run.requested() == "cancel":  # asked during the last validation: still honoured
+        raise RunEnded("cancelled", epoch=epoch + 1, step=state["step"])
     raise RunEnded("succeeded", epochs_done=epoch + 1, step=state["step"], best_metric=state["best_metric"],
                    best_epoch=state["best_epoch"], best=str(run.best))
 
@@ -304,13 +317,11 @@ OWN_LOOP_METRICS = {f"{kind}_{name}": f"{key}_{kind}" for kind in ("box", "mask"
 
 
 def _fit_own_loop(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, log: _Logger,
-                  backend: Backend, spec: ModelSpec, device: torch.device, resume: bool) -> None:
+                  backend: Backend, spec: ModelSpec, device: torch.device) -> None:
     """A backend with its own trainer (Ultralytics): our run settings in, its callbacks out as our events. Its
     trainer decides the batches, so the synthetic share becomes how many synthetic cards join the training set."""
     from cardmetry.models.backends.yolo import YoloJob  # the only own-loop backend so far
 
-    if resume:
-        raise ValueError(f"runs of backend {config.backend!r} cannot be resumed yet; start a new run")
     synthetic = data.synthetic
     if data.train and synthetic and config.synthetic_share < 1:
         wanted = round(len(data.train) * config.synthetic_share / max(1e-9, 1 - config.synthetic_share))
@@ -321,7 +332,7 @@ def _fit_own_loop(run: RunDir, config: TrainConfig, data: TrainData, events: Eve
     def items(samples: list) -> list:
         return [(s.path, [(spec.classes.index(i.class_id), i.polygon) for i in s.instances]) for s in samples]
 
-    job = YoloJob(spec, items(data.train + synthetic), items(data.val), run.path / "ultralytics",
+    job = YoloJob(spec, items(data.train + synthetic), items(data.val), run.path / OWN_LOOP_FOLDER,
                   epochs=config.epochs, batch=config.batch, lr=config.lr or backend.default_lr,
                   device="cpu" if device.type == "cpu" else str(device.index or 0), seed=config.seed,
                   workers=config.loader_workers, patience=config.patience or config.epochs)
@@ -357,11 +368,18 @@ def _fit_own_loop(run: RunDir, config: TrainConfig, data: TrainData, events: Eve
     if request == "cancel":
         raise RunEnded("cancelled", step=steps[0])
     run.checkpoints.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(best, run.best)
+    _copy_whole(best, run.best)
     events.emit("checkpoint", name="best.pt", path=str(run.best), step=steps[0])
     if request == "stop":
         raise RunEnded("stopped", step=steps[0], resumable=False)
     raise RunEnded("succeeded", step=steps[0], best=str(run.best))
+
+
+def _copy_whole(source: Path, target: Path) -> None:
+    """A checkpoint copied whole or not at all: a crash mid-copy leaves the previous one."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    partial.replace(target)
 
 
 def _epochs_left(config: TrainConfig, epoch: int) -> int:
@@ -369,7 +387,8 @@ def _epochs_left(config: TrainConfig, epoch: int) -> int:
 
 
 def _restore(run: RunDir, data: TrainData, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device) -> dict[str, Any]:
+             scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
+             device: torch.device) -> dict[str, Any]:
     saved = load_checkpoint(run.last, map_location=device)
     version = saved.get("dataset", {}).get("version")
     if version != data.version:
@@ -379,6 +398,10 @@ def _restore(run: RunDir, data: TrainData, model: torch.nn.Module, optimizer: to
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"].cpu())
+    if device.type == "cuda" and saved.get("cuda_rng"):
+        torch.cuda.set_rng_state_all([state.cpu() for state in saved["cuda_rng"]])
+    if saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
     return {key: saved[key] for key in ("epoch", "batch_in_epoch", "step", "best_metric", "best_epoch", "bad_epochs")}
 
 

@@ -34,8 +34,8 @@ def test_a_half_written_line_is_not_an_event_and_is_cut_on_reopening(tmp_path: P
         stream.write('{"seq": 2, "type": "bat')  # a worker killed mid-write
     assert [e["seq"] for e in read_events(path)] == [1]
     log = EventLog(path)
-    log.emit("heartbeat")
-    assert [e["type"] for e in read_events(path)] == ["run_started", "heartbeat"]
+    log.emit("epoch_started")
+    assert [e["type"] for e in read_events(path)] == ["run_started", "epoch_started"]
 
 
 def test_only_log_lines_may_follow_a_terminal_event(tmp_path: Path) -> None:
@@ -61,6 +61,16 @@ def test_values_json_cannot_hold_are_made_plain(tmp_path: Path, value, written) 
     log = EventLog(tmp_path / "e.jsonl")
     log.emit("epoch_end", metric=value)
     assert json.loads(log.path.read_text())["metric"] == written
+
+
+def test_heartbeats_come_only_between_run_started_and_the_end(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "e.jsonl")
+    assert log.emit("heartbeat") is None  # the run has not started
+    log.emit("run_started")
+    log.emit("heartbeat")
+    log.emit("failed")
+    assert log.emit("heartbeat") is None  # the heartbeat's thread may beat once more after the end
+    assert [e["type"] for e in read_events(log.path)] == ["run_started", "heartbeat", "failed"]
 
 
 def test_unknown_event_types_are_refused(tmp_path: Path) -> None:

@@ -171,3 +171,23 @@ def test_max_steps_and_patience_end_the_run_early(tiny_cards, toy_backend, tmp_p
     run = run_dir(tmp_path)
     assert train_run(run, config, prepare_data(config, tiny_cards)) == "succeeded"
     assert read_events(run.events)[-1]["step"] == 3
+
+
+def test_a_stop_asked_before_the_run_starts_is_honoured(tiny_cards, toy_backend, tmp_path) -> None:
+    config = tiny_config(epochs=3)
+    run = run_dir(tmp_path)
+    run.path.mkdir(parents=True)
+    run.request("stop")  # e.g. from `cardmetry stop` while the data was still being read
+    assert train_run(run, config, prepare_data(config, tiny_cards)) == "stopped"
+    assert run.requested() is None  # acted upon: a resume is not stopped at once
+    assert train_run(run, config, prepare_data(config, tiny_cards), resume=True) == "succeeded"
+
+
+def test_a_failing_listener_does_not_end_the_run(tiny_cards, toy_backend, tmp_path) -> None:
+    def broken(event: dict) -> None:
+        raise KeyError("eta_s")
+
+    config = tiny_config()
+    run = run_dir(tmp_path)
+    assert train_run(run, config, prepare_data(config, tiny_cards), listeners=(broken,)) == "succeeded"
+    check_sequence(read_events(run.events))
