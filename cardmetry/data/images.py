@@ -22,6 +22,9 @@ DEFAULT_MAX_PIXELS = 150_000_000
 # Every image is opened through `_open_within_limit`, which applies the caller's limit from the header before any
 # decoding; Pillow's own fixed guard (about 179 megapixels) would override a larger `--max-pixels`, so it is off.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow's own opener, kept before anything can replace it: Ultralytics (the optional yolo-seg backend) swaps
+# `Image.open` for one that, on a file Pillow cannot identify, tries to install and import a HEIF plugin.
+_pil_open = Image.open
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I"})
 
@@ -52,11 +55,11 @@ def _open_within_limit(path: Path, max_pixels: int) -> Iterator[Image.Image]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(path)
+            image = _pil_open(path)
         except UnidentifiedImageError as error:
             raise ImageError(path, "not a readable image (unknown format or corrupt header)") from error
-        except (OSError, ValueError, SyntaxError, EOFError) as error:
-            raise ImageError(path, f"unreadable image header ({error})") from error
+        except Exception as error:  # a plugin's own failure on bad bytes is still the file's problem
+            raise ImageError(path, f"unreadable image header ({type(error).__name__}: {error})") from error
         with image:
             width, height = image.size
             if width <= 0 or height <= 0:

@@ -138,11 +138,11 @@ def _four_extreme_corners(pts: np.ndarray) -> np.ndarray:
 
 def _densify(pts: np.ndarray, step: float = 2.0) -> np.ndarray:
     """Points every `step` units along the closed polygon, so long straight sides carry many samples."""
-    out = []
-    for p, q in zip(pts, np.roll(pts, -1, axis=0), strict=True):
-        n = max(1, int(np.ceil(np.linalg.norm(q - p) / step)))
-        out.append(p + (q - p) * (np.arange(n)[:, None] / n))
-    return np.concatenate(out)
+    segments = np.roll(pts, -1, axis=0) - pts
+    counts = np.maximum(1, np.ceil(np.linalg.norm(segments, axis=1) / step)).astype(int)
+    owner = np.repeat(np.arange(len(pts)), counts)
+    fraction = (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)) / counts[owner]
+    return pts[owner] + segments[owner] * fraction[:, None]
 
 
 def upright_quad(quad: np.ndarray) -> np.ndarray:

@@ -81,9 +81,9 @@ class Target:
 class PredictedInstance:
     """One found border: its dataset class id, confidence, mask and outline polygon.
 
-    `mask` is a (H, W) float32 map in [0, 1] (a probability, or 0/1 where the model gives a hard mask) over the
-    image the instance was predicted on; predictors threshold it at 0.5 after scaling it to the full image, so the
-    outline there is not limited to the network's pixels.
+    `mask` is a (H, W) map over the image the instance was predicted on: from a backend, float32 probabilities in
+    [0, 1] over the network's input; from a predictor, a boolean mask over the full image, thresholded at 0.5 after
+    the probabilities were scaled up, so the outline there is not limited to the network's pixels.
     """
 
     class_id: int

@@ -10,8 +10,9 @@ import onnx
 import torch
 
 from cardmetry.models.base import ModelSpec
+from cardmetry.models.letterbox import Letterbox, to_tensor_layout
 from cardmetry.models.onnx_file import add_spec
-from cardmetry.models.predictors import OnnxPredictor, TorchPredictor, model_from_checkpoint
+from cardmetry.models.predictors import OnnxPredictor, model_from_checkpoint
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class ExportReport:
     path: Path
     spec: ModelSpec
     size_bytes: int
-    max_mask_difference: float  # largest |torch - onnxruntime| mask probability on the check image
+    max_mask_difference: float  # largest |torch - onnxruntime| mask probability over the network's input
     same_instances: bool  # the same classes found, in the same order
     compared: int  # instances whose masks were compared (none when an untrained model finds nothing)
 
@@ -36,11 +37,17 @@ def export_checkpoint(checkpoint: Path, out: Path, check_image: np.ndarray | Non
     onnx.checker.check_model(str(partial))
     partial.replace(out)
     image = check_image if check_image is not None else _check_card(spec.imgsz)
-    expected = TorchPredictor(backend, model, spec).predict(image)
-    found = OnnxPredictor(out).predict(image)
+    # Compared where both give probabilities: over the network's input, before any thresholding.
+    batch = to_tensor_layout(Letterbox.for_image(image.shape[1], image.shape[0], spec.imgsz).apply(image))[None]
+    with torch.inference_mode():
+        expected = backend.predict_batch(model, torch.from_numpy(batch), spec)[0]
+    session = OnnxPredictor(out)
+    found = backend.decode_onnx(session.session.run(None, {session.input_name: batch}), spec)
+    expected, found = (sorted(i, key=lambda inst: inst.class_id) for i in (expected, found))
     same = [i.class_id for i in expected] == [i.class_id for i in found]
-    difference = max((float(np.abs(a.mask - b.mask).max()) for a, b in zip(expected, found, strict=False)), default=0.0)
-    return ExportReport(out, spec, out.stat().st_size, difference, same, min(len(expected), len(found)))
+    pairs = list(zip(expected, found, strict=False))
+    difference = max((float(np.abs(a.mask - b.mask).max()) for a, b in pairs), default=0.0)
+    return ExportReport(out, spec, out.stat().st_size, difference, same, len(pairs))
 
 
 def _check_card(size: int) -> np.ndarray:

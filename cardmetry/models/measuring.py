@@ -104,7 +104,8 @@ def measure_with_models(
 
     reduced = Reduced.of(image)  # the classical detectors' and the sleeve check's working copy, made once
     if outer is not None:
-        outer_quad = snapped_quad(predict(outer, "outer_model"), OUTER, image, spec, band_px(outer, image))
+        outer_quad = _role_quad(predict(outer, "outer_model"), OUTER, image, spec, band_px(outer, image),
+                                detect_outer(image, spec, reduced=reduced))
         if isinstance(outer_quad, str):
             return _refused(name, side, f"outer model: {outer_quad}", timing, start)
     else:
@@ -114,8 +115,8 @@ def measure_with_models(
     sleeve = suspected_sleeve_edge(image, outer_quad, spec, reduced=reduced)
     flags = [sleeve] if sleeve else []
     if graphic is not None:
-        band = band_px(graphic, image)
-        graphic_quad = snapped_quad(predict(graphic, "graphic_model"), GRAPHIC, image, spec, band, outer_quad)
+        graphic_quad = _role_quad(predict(graphic, "graphic_model"), GRAPHIC, image, spec, band_px(graphic, image),
+                                  detect_graphic(image, outer_quad, spec, reduced=reduced), outer_quad)
         if isinstance(graphic_quad, str):
             return _refused(name, side, f"graphic model: {graphic_quad}", timing, start, flags)
     else:
@@ -129,6 +130,40 @@ def measure_with_models(
     result.timing_ms["engine"] = result.timing_ms.get("total", 0.0)
     result.timing_ms["total"] = (time.perf_counter() - start) * 1000
     return result
+
+
+def _role_quad(
+    instances: Sequence[PredictedInstance],
+    class_id: int,
+    image: np.ndarray,
+    spec: CardSpec,
+    band: float,
+    classical: np.ndarray | str,
+    outer_quad: np.ndarray | None = None,
+) -> np.ndarray | str:
+    """A role's quad from a model, snapped to the image's edges, and checked against the classical detector's:
+    where that finds a border too, each of its edges must lie within the snapping band of the snapped one at both
+    ends, or one of the two has taken another edge (a sleeve's, a name plate's) and the card is refused rather than
+    guessed."""
+    snapped = snapped_quad(instances, class_id, image, spec, band, outer_quad)
+    if isinstance(snapped, str) or isinstance(classical, str):
+        return snapped
+    gap = _edge_gap(snapped, classical)
+    if gap > band:
+        what = "card's edge" if class_id == OUTER else "graphic border"
+        mm = gap / quad_px_per_mm(classical if outer_quad is None else outer_quad, spec.width_mm, spec.height_mm)
+        return f"the model and the classical detector disagree on the {what} by {mm:.2f} mm"
+    return snapped
+
+
+def _edge_gap(quad: np.ndarray, other: np.ndarray) -> float:
+    """The largest distance (px) of `other`'s corners from the matching edges of `quad`."""
+    ours = align_quad(order_quad(quad), other)
+    gaps = []
+    for (p0, p1), (q0, q1) in zip(quad_side_ends(ours).values(), quad_side_ends(other).values(), strict=True):
+        line = line_through(p0, p1)
+        gaps += [abs(float(signed_distance(line, q0))), abs(float(signed_distance(line, q1)))]
+    return max(gaps)
 
 
 def _refused(

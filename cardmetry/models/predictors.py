@@ -33,11 +33,11 @@ def to_full_image(instances: list[PredictedInstance], box: Letterbox) -> list[Pr
     """Instances over the letterboxed input, mapped to the full image (best first)."""
     out = []
     for inst in sorted(instances, key=lambda i: -i.score):
-        mask = box.mask_to_image(inst.mask) >= 0.5
+        mask = box.mask_to_image(inst.mask) >= 0.5  # kept boolean: a full-size float copy costs more than the rest
         polygon = largest_outline(mask)
         if polygon is None:
             continue
-        out.append(PredictedInstance(inst.class_id, inst.score, mask.astype(np.float32), polygon, box_of(polygon)))
+        out.append(PredictedInstance(inst.class_id, inst.score, mask, polygon, box_of(polygon)))
     return out
 
 

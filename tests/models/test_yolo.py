@@ -241,3 +241,17 @@ def test_predictions_and_the_onnx_export_agree(tmp_path):
     np.testing.assert_allclose(outputs[1], protos.numpy(), atol=1e-3, rtol=1e-3)
     decoded = backend.decode_onnx(outputs, spec)
     assert len(decoded) == len(backend.predict_batch(model, images, spec)[0])
+
+
+def test_a_corrupt_image_is_still_an_image_error_once_ultralytics_is_imported(tmp_path) -> None:
+    # Ultralytics replaces PIL's Image.open with one that tries to import a HEIF plugin on unknown bytes.
+    from cardmetry.data.images import ImageError, load_image
+    from cardmetry.models.offline import prepare_ultralytics
+
+    prepare_ultralytics()
+    import ultralytics  # noqa: F401
+
+    bad = tmp_path / "card.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    with pytest.raises(ImageError, match=r"card\.jpg"):
+        load_image(bad)
