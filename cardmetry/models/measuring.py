@@ -15,6 +15,8 @@ quads do):
 - a frame's edge: the first place inward where the colour leaves the border's, read just outside the band (and
   never nearer the card's edge than a clearance).
 Of two straight edges in the band (a name plate's beside the frame's), the one nearer the model's line is taken.
+Where the classical detector finds the same border, the two must agree within the band, or the card is refused
+(see `_role_quad`).
 """
 
 from __future__ import annotations
@@ -144,16 +146,23 @@ def _role_quad(
     """A role's quad from a model, snapped to the image's edges, and checked against the classical detector's:
     where that finds a border too, each of its edges must lie within the snapping band of the snapped one at both
     ends, or one of the two has taken another edge (a sleeve's, a name plate's) and the card is refused rather than
-    guessed."""
+    guessed. Where they agree, the card's edge is taken from the classical detector, which tells a card from its
+    sleeve at full resolution (a snap takes the step nearest the model's line, which can be the sleeve's), and
+    the frame from the snap, which takes the edge the model was trained to find where a name plate's lies
+    beside it (the classical detector can take the plate's)."""
     snapped = snapped_quad(instances, class_id, image, spec, band, outer_quad)
-    if isinstance(snapped, str) or isinstance(classical, str):
+    if isinstance(classical, str):
         return snapped
-    gap = _edge_gap(snapped, classical)
+    if isinstance(snapped, str):  # the model's own outline, then, must agree with the classical border
+        coarse = model_quad(instances, class_id, image.shape)
+        if coarse is None:
+            return snapped
+    gap = _edge_gap(coarse if isinstance(snapped, str) else snapped, classical)
     if gap > band:
         what = "card's edge" if class_id == OUTER else "graphic border"
         mm = gap / quad_px_per_mm(classical if outer_quad is None else outer_quad, spec.width_mm, spec.height_mm)
         return f"the model and the classical detector disagree on the {what} by {mm:.2f} mm"
-    return snapped
+    return classical if class_id == OUTER or isinstance(snapped, str) else snapped
 
 
 def _edge_gap(quad: np.ndarray, other: np.ndarray) -> float:

@@ -140,8 +140,9 @@ def cut_off(quad: np.ndarray) -> np.ndarray:
         (((OUTER, 0.9, "outer"),), (), "graphic model: found no graphic border"),
         # a card running off the image
         (((OUTER, 0.9, "cut"),), None, "outer model: the card is cut off by the edge of the image"),
-        # an outline too far from any edge for the snap's band (3 network pixels and more)
-        (((OUTER, 0.9, "far"),), None, "outer model: the card's top edge"),
+        # an outline too far from any edge for the snap's band (3 network pixels and more), where the classical
+        # detector finds the card: the two disagree
+        (((OUTER, 0.9, "far"),), None, "outer model: the model and the classical detector disagree"),
         # a polygon of three points has no four sides
         (((OUTER, 0.9, "triangle"),), None, "outer model: the card's outline gives no four-sided shape"),
     ],
