@@ -150,13 +150,16 @@ def _role_quad(
     sleeve at full resolution (a snap takes the step nearest the model's line, which can be the sleeve's), and
     the frame from the snap, which takes the edge the model was trained to find where a name plate's lies
     beside it (the classical detector can take the plate's)."""
-    snapped = snapped_quad(instances, class_id, image, spec, band, outer_quad)
     if isinstance(classical, str):
-        return snapped
-    if isinstance(snapped, str):  # the model's own outline, then, must agree with the classical border
+        return snapped_quad(instances, class_id, image, spec, band, outer_quad)
+    # The card's edge is taken from the classical detector wherever the model agrees, so it needs no snap: the
+    # model's own outline is compared. The frame is snapped, and the snapped frame compared.
+    snapped = snapped_quad(instances, class_id, image, spec, band, outer_quad) if class_id != OUTER else "not snapped"
+    if isinstance(snapped, str):
         coarse = model_quad(instances, class_id, image.shape)
         if coarse is None:
-            return snapped
+            what = "card" if class_id == OUTER else "graphic border"
+            return _model_quad(instances, class_id, image.shape, what).problem
     gap = _edge_gap(coarse if isinstance(snapped, str) else snapped, classical)
     if gap > band:
         what = "card's edge" if class_id == OUTER else "graphic border"
