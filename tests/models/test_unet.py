@@ -78,7 +78,7 @@ def test_the_registry_finds_the_backend() -> None:
 @pytest.mark.parametrize(
     ("variant", "pretrained", "loads_bundled"),
     [
-        ("effnet-lite0", True, True),  # the default: the bundled ImageNet encoder
+        ("effnet-lite0", True, True),  # the full decoder on the bundled ImageNet encoder
         ("effnet-lite0-scratch", True, False),  # the scratch variant ignores `pretrained`
         ("effnet-lite0-light", True, True),  # narrow decoder, same bundled encoder
         ("effnet-lite0-light", False, False),  # any variant from random weights when asked
