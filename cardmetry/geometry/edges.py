@@ -411,3 +411,31 @@ def _robust_sigma(residuals: np.ndarray) -> float:
     if len(residuals) == 0:
         return 0.0
     return float(_MAD_TO_SIGMA * np.median(np.abs(residuals - np.median(residuals))))
+
+
+def edge_profiles(
+    image: np.ndarray,
+    p0: np.ndarray,
+    p1: np.ndarray,
+    inward: np.ndarray,
+    search: tuple[float, float],
+    *,
+    sigma_px: float,
+    spacing: float,
+    margin: float,
+) -> Profiles:
+    """Full-resolution profiles across the edge p0-p1 every `spacing` px, `margin` px clear of its ends, at half
+    a pixel through cv2.remap, reaching past the `search` range by what a derivative-of-Gaussian of `sigma_px`
+    needs at its ends."""
+    pad = 3.5 * sigma_px + 0.5
+    return sample_profiles(
+        image,
+        p0,
+        p1,
+        normal=inward,
+        sampling="remap",
+        offset_range=(search[0] - pad, search[1] + pad),
+        offset_step=0.5,
+        spacing=spacing,
+        margin=margin,
+    )

@@ -33,6 +33,7 @@ from cardmetry.geometry.edges import (
     EdgeHits,
     LineFit,
     Profiles,
+    edge_profiles,
     fit_line_robust,
     locate_edges,
     sample_profiles,
@@ -413,18 +414,9 @@ def _card_edge_profiles(
 ) -> Profiles:
     """Full-resolution profiles across a card edge between p0 and p1, off its rounded corners, reaching past the
     search range by what a derivative-of-Gaussian of `sigma` needs at its ends."""
-    pad = 3.5 * sigma + 0.5
-    return sample_profiles(
-        image,
-        p0,
-        p1,
-        normal=inward,
-        sampling="remap",
-        offset_range=(search[0] - pad, search[1] + pad),
-        offset_step=0.5,
-        spacing=max(2.0, _FINE_SPACING_MM * px_per_mm),
-        margin=_OUTER_CORNER_MM * px_per_mm,
-    )
+    spacing = max(2.0, _FINE_SPACING_MM * px_per_mm)
+    return edge_profiles(image, p0, p1, inward, search, sigma_px=sigma, spacing=spacing,
+                         margin=_OUTER_CORNER_MM * px_per_mm)
 
 
 def _clear_edge_at(image: np.ndarray, lines: list[Line], index: int, spec: CardSpec) -> Line | None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cardmetry.data.instances import GRAPHIC, OUTER, label_to_cv
-from cardmetry.geometry.edges import Profiles, fit_line_robust, locate_edges, sample_profiles
+from cardmetry.geometry.edges import Profiles, edge_profiles, fit_line_robust, locate_edges
 from cardmetry.geometry.frame import first_edge_from_border
 from cardmetry.geometry.lines import (
     Line,
@@ -317,18 +317,8 @@ def _profiles(
     px_per_mm: float,
 ) -> Profiles:
     """Full-resolution colour profiles across an edge, reaching past the search by what the gradient needs."""
-    pad = 3.5 * SIGMA_PX + 0.5
-    return sample_profiles(
-        image,
-        p0,
-        p1,
-        normal=inward,
-        sampling="remap",
-        offset_range=(search[0] - pad, search[1] + pad),
-        offset_step=0.5,
-        spacing=max(2.0, SPACING_MM * px_per_mm),
-        margin=corner_px,
-    )
+    spacing = max(2.0, SPACING_MM * px_per_mm)
+    return edge_profiles(image, p0, p1, inward, search, sigma_px=SIGMA_PX, spacing=spacing, margin=corner_px)
 
 
 def _fit(profiles: Profiles, offsets: np.ndarray, what: str, band_px: float) -> Line | str:
