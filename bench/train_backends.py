@@ -60,7 +60,7 @@ def train(backend: str, variant: str | None, role: str, minutes: float, home: Pa
         "synthetic_share": 0.5, "role": role, "backend": backend, "variant": variant, "imgsz": 384, "batch": 8,
         "epochs": 100, "epoch_size": 320, "patience": 0, "threads": 2,
     })
-    run = RunDir(home / "runs" / f"bench-{backend}-{variant or 'default'}-{role}")
+    run = RunDir(home / "runs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{backend}-{variant or 'default'}-{role}")
     run.write_config(config)
     deadline = time.monotonic() + minutes * 60
 
@@ -134,8 +134,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=40.0, help="training budget per run")
     parser.add_argument("--backends", default="unet:effnet-lite0-light,unet:effnet-lite0,maskrcnn,yolo-seg")
     parser.add_argument("--roles", default="outer,graphic")
+    parser.add_argument("--home", type=Path, default=DATA / "home")
     args = parser.parse_args()
-    home = DATA / "home"
+    home = args.home
     rows = []
     for entry in args.backends.split(","):
         backend, _, variant = entry.partition(":")
