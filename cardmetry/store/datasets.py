@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from cardmetry.data.formats import dataset_root
 from cardmetry.data.instances import Dataset, Instance, LabeledImage
 from cardmetry.data.problems import Problem, has_errors
 from cardmetry.data.validation import validate
+from cardmetry.measure.files import write_text_atomic
 from cardmetry.store.blobs import BlobStore
 from cardmetry.store.home import Home
 from cardmetry.training.sources import DataSource, folder_version
@@ -94,7 +94,8 @@ def import_dataset(
     manifest = home.datasets / name / version / "manifest.json"
     if not manifest.exists():
         document = {"schema": MANIFEST_SCHEMA, "name": name, "version": version, "source_format": dataset.format}
-        _write_atomically(manifest, json.dumps({**document, **content}, indent=1))
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(manifest, json.dumps({**document, **content}, indent=1))
     return ImportResult(name, version, manifest, len(entries), new_blobs, duplicates, not has_errors(problems))
 
 
@@ -121,13 +122,6 @@ def load_version(home: Home, name: str, version: str | None = None) -> tuple[Dat
         for entry in document["images"]
     ]
     return Dataset(list(document["classes"]), images, format="cardmetry"), document
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".partial") as tmp:
-        tmp.write(text)
-    Path(tmp.name).replace(path)
 
 
 def data_source(home: Home, reference: str, progress: Callable[[int, int], None] | None = None) -> DataSource:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from cardmetry.measure.files import write_text_atomic
 from cardmetry.training.config import TrainConfig
 from cardmetry.training.events import TERMINAL, iter_events
 
@@ -84,9 +85,7 @@ class RunDir:
 
     def write_config(self, config: TrainConfig) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        partial = self.config_file.with_suffix(".json.partial")
-        partial.write_text(json.dumps(config.as_json(), indent=1), encoding="utf-8")
-        partial.replace(self.config_file)
+        write_text_atomic(self.config_file, json.dumps(config.as_json(), indent=1))
 
     def read_config(self) -> TrainConfig:
         if not self.config_file.is_file():
@@ -98,9 +97,7 @@ class RunDir:
         A cancel overrides a stop; a stop never downgrades a cancel."""
         if what == "stop" and self.requested() == "cancel":
             return
-        partial = self.control.with_name("control.partial")
-        partial.write_text(what, encoding="utf-8")
-        partial.replace(self.control)
+        write_text_atomic(self.control, what)
 
     def requested(self) -> ControlRequest | None:
         try:
