@@ -36,7 +36,15 @@ import numpy as np
 from cardmetry.data.images import ImageError, load_image
 from cardmetry.data.instances import GRAPHIC, OUTER, Dataset, Instance, LabeledImage, cv_to_label, label_to_cv
 from cardmetry.data.problems import Problem
-from cardmetry.geometry.edges import EdgeHits, LineFit, Profiles, fit_line_robust, locate_edges, sample_profiles
+from cardmetry.geometry.edges import (
+    EdgeHits,
+    LineFit,
+    Profiles,
+    fit_line_robust,
+    locate_edges,
+    sample_profiles,
+    step_gradient_peak,
+)
 from cardmetry.geometry.frame import TwoEdgeRule, first_edge_from_border, fit_frame_edge
 from cardmetry.geometry.lines import (
     Line,
@@ -499,7 +507,7 @@ def _find_edges(
         margin=window.margin_px,
         normal=line[:2],
     )
-    min_gradient = _min_gradient(opts.min_contrast, opts.sigma_px)
+    min_gradient = step_gradient_peak(opts.min_contrast, opts.sigma_px)
     polarity: Literal[0, 1]
     if role == "outer":
         edges = profiles.values if profiles.values.ndim == 3 else profiles.values[..., None]
@@ -535,10 +543,6 @@ def _find_edges(
         hits = replace(hits, offsets=np.where(sharp.found, sharp.offsets, hits.offsets))
     return _SideEdges(profiles, hits)
 
-
-def _min_gradient(contrast: float, sigma_px: float) -> float:
-    """The smoothed-gradient peak of a step of `contrast` blurred by about a pixel of optics."""
-    return float(contrast / (np.sqrt(2 * np.pi) * np.hypot(sigma_px, 1.0)))
 
 
 def _project(line: Line, point: np.ndarray) -> np.ndarray:

@@ -439,3 +439,9 @@ def edge_profiles(
         spacing=spacing,
         margin=margin,
     )
+
+
+def step_gradient_peak(contrast: float, sigma_px: float) -> float:
+    """The smoothed-gradient peak of a step of `contrast` blurred by about a pixel of optics and smoothed by
+    `sigma_px`: a floor for `locate_edges(min_gradient=...)` that keeps steps weaker than `contrast` out."""
+    return float(contrast / (np.sqrt(2 * np.pi) * np.hypot(sigma_px, 1.0)))

@@ -37,6 +37,7 @@ from cardmetry.geometry.edges import (
     fit_line_robust,
     locate_edges,
     sample_profiles,
+    step_gradient_peak,
 )
 from cardmetry.geometry.frame import TwoEdgeRule, first_edge_from_border, frame_edge_or_pair
 from cardmetry.geometry.homography import apply_homography, homography_from_points, transform_line
@@ -351,7 +352,7 @@ def _fine_outer_line(
         select="first",
         sigma_px=sigma,
         min_snr=3.0,
-        min_gradient=_min_gradient(_MIN_CONTRAST, sigma),
+        min_gradient=step_gradient_peak(_MIN_CONTRAST, sigma),
         search_range=search,
         min_share_of_strongest=_EDGE_SHARE,
     )
@@ -438,7 +439,7 @@ def _clear_edge_at(image: np.ndarray, lines: list[Line], index: int, spec: CardS
         profiles.offsets,
         sigma_px=sigma,
         min_snr=3.0,
-        min_gradient=_min_gradient(_RESEARCH_CONTRAST, sigma),
+        min_gradient=step_gradient_peak(_RESEARCH_CONTRAST, sigma),
         search_range=(-reach, reach),
     )
     count = len(hits.offsets)
@@ -571,7 +572,7 @@ def _coarse_frame_side(
         _REACH_MM * px_per_mm,
         sigma_px=sigma,
         min_snr=4.0,
-        min_gradient=_min_gradient(_MIN_CONTRAST, sigma),
+        min_gradient=step_gradient_peak(_MIN_CONTRAST, sigma),
     )
     hits = _clear_of_texture(hits, distance, profiles.offsets, begin, px_per_mm)
     count = len(hits.offsets)
@@ -849,7 +850,7 @@ def _fine_graphic_line(
         half,
         sigma_px=sigma,
         min_snr=4.0,
-        min_gradient=_min_gradient(_MIN_CONTRAST, sigma),
+        min_gradient=step_gradient_peak(_MIN_CONTRAST, sigma),
     )
     found = np.count_nonzero(hits.found)
     if found < max(10, _MIN_GRAPHIC_COVERAGE * len(hits.offsets)):
@@ -907,7 +908,3 @@ def _project(line: Line, point: np.ndarray) -> np.ndarray:
     """The foot of the perpendicular from a point to a line."""
     return np.asarray(point, float) - signed_distance(line, point) * line[:2]
 
-
-def _min_gradient(contrast: float, sigma_px: float) -> float:
-    """The smoothed-gradient peak of a step of `contrast` blurred by about a pixel of optics."""
-    return float(contrast / (np.sqrt(2 * np.pi) * np.hypot(sigma_px, 1.0)))

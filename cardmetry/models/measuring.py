@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cardmetry.data.instances import GRAPHIC, OUTER, label_to_cv
-from cardmetry.geometry.edges import Profiles, edge_profiles, fit_line_robust, locate_edges
+from cardmetry.geometry.edges import Profiles, edge_profiles, fit_line_robust, locate_edges, step_gradient_peak
 from cardmetry.geometry.frame import first_edge_from_border
 from cardmetry.geometry.lines import (
     Line,
@@ -261,7 +261,7 @@ def snap_outer(image: np.ndarray, quad: np.ndarray, spec: CardSpec, band_px: flo
             select="nearest",
             sigma_px=SIGMA_PX,
             min_snr=3.0,
-            min_gradient=_min_gradient(MIN_CONTRAST),
+            min_gradient=step_gradient_peak(MIN_CONTRAST, SIGMA_PX),
             search_range=(-band_px, band_px),
         )
         line = _fit(profiles, hits.offsets, f"the card's {side} edge", band_px)
@@ -298,7 +298,7 @@ def snap_graphic(
             band_px,
             sigma_px=SIGMA_PX,
             min_snr=4.0,
-            min_gradient=_min_gradient(MIN_CONTRAST),
+            min_gradient=step_gradient_peak(MIN_CONTRAST, SIGMA_PX),
         )
         line = _fit(profiles, hits.offsets, f"the frame's {side} edge", band_px)
         if isinstance(line, str):
@@ -380,7 +380,3 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 def _inside_positive(line: Line, inward: np.ndarray) -> Line:
     return line if line[:2] @ inward > 0 else -line
 
-
-def _min_gradient(contrast: float) -> float:
-    """The smoothed-gradient peak of a step of `contrast` blurred by about a pixel of optics."""
-    return float(contrast / (np.sqrt(2 * np.pi) * np.hypot(SIGMA_PX, 1.0)))
