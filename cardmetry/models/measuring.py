@@ -16,7 +16,7 @@ quads do):
   never nearer the card's edge than a clearance).
 Of two straight edges in the band (a name plate's beside the frame's), the one nearer the model's line is taken.
 Where the classical detector finds the same border, the two must agree within the band, or the card is refused
-(see `_role_quad`).
+(see `role_quad`).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def measure_with_models(
 
     reduced = Reduced.of(image)  # the classical detectors' and the sleeve check's working copy, made once
     if outer is not None:
-        outer_quad = _role_quad(predict(outer, "outer_model"), OUTER, image, spec, band_px(outer, image),
+        outer_quad = role_quad(predict(outer, "outer_model"), OUTER, image, spec, band_px(outer, image),
                                 detect_outer(image, spec, reduced=reduced))
         if isinstance(outer_quad, str):
             return _refused(name, side, f"outer model: {outer_quad}", timing, start)
@@ -117,7 +117,7 @@ def measure_with_models(
     sleeve = suspected_sleeve_edge(image, outer_quad, spec, reduced=reduced)
     flags = [sleeve] if sleeve else []
     if graphic is not None:
-        graphic_quad = _role_quad(predict(graphic, "graphic_model"), GRAPHIC, image, spec, band_px(graphic, image),
+        graphic_quad = role_quad(predict(graphic, "graphic_model"), GRAPHIC, image, spec, band_px(graphic, image),
                                   detect_graphic(image, outer_quad, spec, reduced=reduced), outer_quad)
         if isinstance(graphic_quad, str):
             return _refused(name, side, f"graphic model: {graphic_quad}", timing, start, flags)
@@ -134,7 +134,7 @@ def measure_with_models(
     return result
 
 
-def _role_quad(
+def role_quad(
     instances: Sequence[PredictedInstance],
     class_id: int,
     image: np.ndarray,

@@ -5,7 +5,8 @@ for boxes and masks, and precision and recall at a score of 0.5 and an IoU of 0.
 grader cares about: each validation card is measured by the measurement engine twice at full resolution, once
 from its labelled outlines and once with the model's outline in place of the role's labelled one; the error is
 the difference of the 24 border widths. The model's outline goes the way `cardmetry measure --outer-model` takes
-it: snapped to the image's own edge nearby, then fitted by the engine. A card refused that way counts as refused.
+it: snapped to the image's own edge nearby, checked against the classical detector's border where that finds one,
+then fitted by the engine. A card refused that way counts as refused.
 `corner_error_px` is how far the model's own quad (before snapping) lies from the labelled one.
 """
 
@@ -26,10 +27,11 @@ from cardmetry.data.images import ImageError, load_image
 from cardmetry.data.instances import GRAPHIC, OUTER, Instance, label_to_cv
 from cardmetry.geometry.lines import align_quad, quad_from_polygon
 from cardmetry.geometry.specs import STANDARD
+from cardmetry.measure.classical import Reduced, detect_graphic, detect_outer
 from cardmetry.measure.engine import measure_borders
 from cardmetry.measure.result import Measurement
 from cardmetry.models.base import Backend, ModelSpec, PredictedInstance, Target
-from cardmetry.models.measuring import band_px, model_quad, snapped_quad
+from cardmetry.models.measuring import band_px, model_quad, role_quad
 from cardmetry.models.predictors import TorchPredictor
 from cardmetry.training.data import Sample
 
@@ -112,6 +114,8 @@ class _Card:
     image: np.ndarray
     quads: dict[int, np.ndarray]  # class id -> labelled quad, OpenCV convention
     reference: Measurement  # measured from the labelled quads
+    reduced: Reduced  # the classical detector's working copy
+    classical_outer: np.ndarray | str  # the classical detector's card, which a model's is checked against
 
 
 class BorderEvaluator:
@@ -143,14 +147,15 @@ class BorderEvaluator:
                 if coarse is not None:  # the model's own outline, before snapping: how good the network is
                     corner_px.append(float(np.linalg.norm(align_quad(coarse, card.quads[class_id]) -
                                                           card.quads[class_id], axis=1).mean()))
-            # measured as `cardmetry measure --*-model` would: the model's outline snapped to the image's edges,
+            # measured as `cardmetry measure --*-model` would (snapped, checked against the classical detector),
             # the other role from its labels
             outer = card.quads[OUTER]
             if OUTER in spec.classes:
-                outer = snapped_quad(found, OUTER, card.image, STANDARD, band)
+                outer = role_quad(found, OUTER, card.image, STANDARD, band, card.classical_outer)
             graphic = card.quads[GRAPHIC]
             if GRAPHIC in spec.classes and not isinstance(outer, str):
-                graphic = snapped_quad(found, GRAPHIC, card.image, STANDARD, band, outer)
+                classical = detect_graphic(card.image, outer, STANDARD, reduced=card.reduced)
+                graphic = role_quad(found, GRAPHIC, card.image, STANDARD, band, classical, outer)
             result = None
             if not isinstance(outer, str) and not isinstance(graphic, str):
                 result = measure_borders(card.image, outer, graphic, STANDARD)
@@ -191,4 +196,5 @@ def _card(sample: Sample) -> _Card | str:
     reference = measure_borders(image, quads[0], quads[1], STANDARD)
     if not isinstance(reference, Measurement):
         return f"not measurable from its labels: {reference.reason}"
-    return _Card(image, quads, reference)  # type: ignore[arg-type]
+    reduced = Reduced.of(image)
+    return _Card(image, quads, reference, reduced, detect_outer(image, STANDARD, reduced=reduced))  # type: ignore[arg-type]

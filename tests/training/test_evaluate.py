@@ -104,7 +104,9 @@ def test_the_border_error_measures_what_a_model_leaves(tmp_path, shift: float, g
     polygons = [Letterbox.for_image(s.width, s.height, 320).points_to_input(s.instances[0].polygon) for s in samples]
     metrics = evaluator.evaluate(TruthBackend(polygons, shift), torch.nn.Identity(), spec, "cpu")  # type: ignore[arg-type]
     if good:
-        assert metrics["border_refused"] == 0 and metrics["border_error_p95_mm"] < 0.01
+        # The second card is dark in a sleeve: the classical detector takes the sleeve's edge, disagrees with the
+        # model, and measure --outer-model refuses it, so the evaluator does too; the other card measures exactly.
+        assert metrics["border_refused"] == 0.5 and metrics["border_error_p95_mm"] < 0.01
         assert metrics["corner_error_px"] < 2 + 4.5 * abs(shift)
     else:
         assert metrics["border_refused"] == 1 or metrics["border_error_mm"] > 0.1
