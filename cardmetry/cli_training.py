@@ -54,6 +54,10 @@ def train(
     """Train a border model, with live progress and a summary at the end. Ctrl-C stops at the next step (the best
     weights are kept and the run can be resumed); a second Ctrl-C cancels it (nothing is kept).
     Exit 0 when the run succeeded or was stopped, 1 when it failed or was cancelled."""
+    # the options given, before anything else is bound here: they override the config's defaults
+    given = {key: value for key, value in locals().items() if value is not None}
+    for key in ("config", "resume", "home"):
+        given.pop(key, None)
     from pydantic import ValidationError
 
     from cardmetry.models.registry import get_backend
@@ -64,8 +68,6 @@ def train(
     from cardmetry.training.loop import train_run
     from cardmetry.training.runs import RunDir, new_run_id
 
-    given = {key: value for key, value in locals().items() if value is not None and key not in
-             {"config", "resume", "home", "ValidationError"} and not callable(value)}
     store = Home.from_env(home)
     if resume is not None:
         try:
