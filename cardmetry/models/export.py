@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from cardmetry.models.base import ModelSpec
-from cardmetry.models.letterbox import Letterbox, to_tensor_layout
+from cardmetry.models.letterbox import NetworkInput
 from cardmetry.models.onnx_file import add_spec
 from cardmetry.models.predictors import OnnxPredictor, model_from_checkpoint
 
@@ -38,7 +38,7 @@ def export_checkpoint(checkpoint: Path, out: Path, check_image: np.ndarray | Non
     partial.replace(out)
     image = check_image if check_image is not None else _check_card(spec.imgsz)
     # Compared where both give probabilities: over the network's input, before any thresholding.
-    batch = to_tensor_layout(Letterbox.for_image(image.shape[1], image.shape[0], spec.imgsz).apply(image))[None]
+    batch = NetworkInput.of(image, spec.imgsz).batch
     with torch.inference_mode():
         expected = backend.predict_batch(model, torch.from_numpy(batch), spec)[0]
     session = OnnxPredictor(out)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,7 @@ from cardmetry.measure.grades import GradeTable, add_grades
 from cardmetry.measure.quality import suspected_sleeve_edge
 from cardmetry.measure.result import Measurement, Refusal
 from cardmetry.models.base import PredictedInstance
+from cardmetry.models.letterbox import NetworkInput
 from cardmetry.models.predictors import Predictor
 
 # The snapping band either side of a model's edge: this many network pixels, but never under MIN_BAND_PX.
@@ -90,41 +92,42 @@ def measure_with_models(
 ) -> Measurement | Refusal:
     """Measure one RGB image with a model for each role that has one and the classical detector for the others.
 
-    Timings (ms): "outer_model" and "graphic_model" (or "model" where one predictor serves both roles, and runs
-    once), "engine" and "total".
+    The models run in a thread beside the classical detectors, whose borders they are checked against (both
+    onnxruntime and torch let go of the GIL while they compute). Timings (ms): "outer_model" and "graphic_model"
+    (or "model" where one predictor serves both roles, and runs once), "engine" and "total"; the models' times
+    overlap the rest, so the parts add up to more than the total.
     """
     start = time.perf_counter()
     timing: dict[str, float] = {}
-    cache: dict[int, list[PredictedInstance]] = {}
-
-    def predict(predictor: Predictor, key: str) -> list[PredictedInstance]:
-        if id(predictor) not in cache:
-            began = time.perf_counter()
-            cache[id(predictor)] = predictor.predict(image)
-            timing["model" if outer is graphic else key] = (time.perf_counter() - began) * 1000
-        return cache[id(predictor)]
-
-    reduced = Reduced.of(image)  # the classical detectors' and the sleeve check's working copy, made once
-    if outer is not None:
-        outer_quad = role_quad(predict(outer, "outer_model"), OUTER, image, spec, band_px(outer, image),
-                                detect_outer(image, spec, reduced=reduced))
-        if isinstance(outer_quad, str):
-            return _refused(name, side, f"outer model: {outer_quad}", timing, start)
-    else:
-        outer_quad = detect_outer(image, spec, reduced=reduced)
-        if isinstance(outer_quad, str):
-            return _refused(name, side, f"outer border: {outer_quad}", timing, start)
-    sleeve = suspected_sleeve_edge(image, outer_quad, spec, reduced=reduced)
-    flags = [sleeve] if sleeve else []
-    if graphic is not None:
-        graphic_quad = role_quad(predict(graphic, "graphic_model"), GRAPHIC, image, spec, band_px(graphic, image),
-                                  detect_graphic(image, outer_quad, spec, reduced=reduced), outer_quad)
-        if isinstance(graphic_quad, str):
-            return _refused(name, side, f"graphic model: {graphic_quad}", timing, start, flags)
-    else:
-        graphic_quad = detect_graphic(image, outer_quad, spec, reduced=reduced)
-        if isinstance(graphic_quad, str):
-            return _refused(name, side, f"graphic border: {graphic_quad}", timing, start, flags)
+    with _ModelPasses(image, outer, graphic, timing) as passes:
+        reduced = Reduced.of(image)  # the classical detectors' and the sleeve check's working copy, made once
+        classical_outer = detect_outer(image, spec, reduced=reduced)
+        if outer is not None and isinstance(classical_outer, str):
+            outer_quad = role_quad(passes.found(outer), OUTER, image, spec, band_px(outer, image), classical_outer)
+            if isinstance(outer_quad, str):
+                return _refused(name, side, f"outer model: {outer_quad}", timing, start)
+        elif isinstance(classical_outer, str):
+            return _refused(name, side, f"outer border: {classical_outer}", timing, start)
+        else:
+            # Where the classical detector finds the card, the outer model can only confirm its quad or refuse the
+            # card (see role_quad): the work that needs the card's quad goes on while the model runs.
+            outer_quad = classical_outer
+        sleeve = suspected_sleeve_edge(image, outer_quad, spec, reduced=reduced)
+        flags = [sleeve] if sleeve else []
+        classical_graphic = detect_graphic(image, outer_quad, spec, reduced=reduced)
+        if outer is not None and outer_quad is classical_outer:
+            checked = role_quad(passes.found(outer), OUTER, image, spec, band_px(outer, image), classical_outer)
+            if isinstance(checked, str):
+                return _refused(name, side, f"outer model: {checked}", timing, start)
+        if graphic is not None:
+            graphic_quad = role_quad(passes.found(graphic), GRAPHIC, image, spec, band_px(graphic, image),
+                                     classical_graphic, outer_quad)
+            if isinstance(graphic_quad, str):
+                return _refused(name, side, f"graphic model: {graphic_quad}", timing, start, flags)
+        elif isinstance(classical_graphic, str):
+            return _refused(name, side, f"graphic border: {classical_graphic}", timing, start, flags)
+        else:
+            graphic_quad = classical_graphic
     result = measure_borders(image, outer_quad, graphic_quad, spec, side=side, image_name=name)
     result.flags.extend(flag for flag in flags if flag not in result.flags)
     add_grades(result, grade_tables)
@@ -132,6 +135,42 @@ def measure_with_models(
     result.timing_ms["engine"] = result.timing_ms.get("total", 0.0)
     result.timing_ms["total"] = (time.perf_counter() - start) * 1000
     return result
+
+
+class _ModelPasses:
+    """The predictors' passes over one image, in one background thread, in the order the roles are needed; a
+    predictor serving both roles runs once, and predictors of one input size share one letterboxed input. Used as
+    a context manager: passes not yet started when it closes (a card refused early) are dropped."""
+
+    def __init__(
+        self, image: np.ndarray, outer: Predictor | None, graphic: Predictor | None, timing: dict[str, float]
+    ) -> None:
+        self.image, self.timing, self.both = image, timing, outer is graphic
+        self.prepared: dict[int, NetworkInput] = {}  # by input size; only the background thread touches it
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardmetry-models")
+        self.passes: dict[int, Future[list[PredictedInstance]]] = {}
+        for key, predictor in (("outer_model", outer), ("graphic_model", graphic)):
+            if predictor is not None and id(predictor) not in self.passes:
+                self.passes[id(predictor)] = self.pool.submit(self._predict, predictor, key)
+
+    def __enter__(self) -> _ModelPasses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def found(self, predictor: Predictor) -> list[PredictedInstance]:
+        """The predictor's instances, waiting for its pass (a pass's exception is raised here)."""
+        return self.passes[id(predictor)].result()
+
+    def _predict(self, predictor: Predictor, key: str) -> list[PredictedInstance]:
+        began = time.perf_counter()
+        size = predictor.spec.imgsz
+        if size not in self.prepared:
+            self.prepared[size] = NetworkInput.of(self.image, size)
+        found = predictor.predict(self.image, self.prepared[size])
+        self.timing["model" if self.both else key] = (time.perf_counter() - began) * 1000
+        return found
 
 
 def role_quad(

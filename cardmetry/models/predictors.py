@@ -17,16 +17,27 @@ import torch
 
 from cardmetry.models.base import Backend, ModelSpec, PredictedInstance
 from cardmetry.models.checkpoint import load_checkpoint
-from cardmetry.models.letterbox import Letterbox, to_tensor_layout
+from cardmetry.models.letterbox import Letterbox, NetworkInput
 from cardmetry.models.onnx_file import ONNX_SPEC_KEY
 from cardmetry.models.outlines import box_of, largest_outline
 from cardmetry.models.registry import get_backend
 
 
 class Predictor(Protocol):
+    """Finds instances on a full-size RGB image. `prepared`, where given, is that image already letterboxed to
+    the predictor's input size (two models of one size share it); a predictor without a network ignores it."""
+
     spec: ModelSpec
 
-    def predict(self, image: np.ndarray) -> list[PredictedInstance]: ...
+    def predict(self, image: np.ndarray, prepared: NetworkInput | None = None) -> list[PredictedInstance]: ...
+
+
+def network_input(image: np.ndarray, size: int, prepared: NetworkInput | None) -> NetworkInput:
+    """`prepared` where it is for this image at `size`, else the image letterboxed now."""
+    if prepared is not None and prepared.box.size == size and \
+            (prepared.box.width, prepared.box.height) == (image.shape[1], image.shape[0]):
+        return prepared
+    return NetworkInput.of(image, size)
 
 
 def to_full_image(instances: list[PredictedInstance], box: Letterbox) -> list[PredictedInstance]:
@@ -47,10 +58,10 @@ class TorchPredictor:
         self.model = model.to(self.device).eval()
 
     @torch.inference_mode()
-    def predict(self, image: np.ndarray) -> list[PredictedInstance]:
-        box = Letterbox.for_image(image.shape[1], image.shape[0], self.spec.imgsz)
-        batch = torch.from_numpy(to_tensor_layout(box.apply(image)))[None].to(self.device)
-        return to_full_image(self.backend.predict_batch(self.model, batch, self.spec)[0], box)
+    def predict(self, image: np.ndarray, prepared: NetworkInput | None = None) -> list[PredictedInstance]:
+        inputs = network_input(image, self.spec.imgsz, prepared)
+        batch = torch.from_numpy(inputs.batch).to(self.device)
+        return to_full_image(self.backend.predict_batch(self.model, batch, self.spec)[0], inputs.box)
 
 
 class OnnxPredictor:
@@ -69,10 +80,10 @@ class OnnxPredictor:
         self.backend = get_backend(self.spec.backend)
         self.input_name = self.session.get_inputs()[0].name
 
-    def predict(self, image: np.ndarray) -> list[PredictedInstance]:
-        box = Letterbox.for_image(image.shape[1], image.shape[0], self.spec.imgsz)
-        outputs = self.session.run(None, {self.input_name: to_tensor_layout(box.apply(image))[None]})
-        return to_full_image(self.backend.decode_onnx(outputs, self.spec), box)
+    def predict(self, image: np.ndarray, prepared: NetworkInput | None = None) -> list[PredictedInstance]:
+        inputs = network_input(image, self.spec.imgsz, prepared)
+        outputs = self.session.run(None, {self.input_name: inputs.batch})
+        return to_full_image(self.backend.decode_onnx(outputs, self.spec), inputs.box)
 
 
 def model_from_checkpoint(path: Path, device: str = "cpu") -> tuple[Backend, torch.nn.Module, ModelSpec]:

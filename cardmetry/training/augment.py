@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cardmetry.models.letterbox import PAD_VALUE
+from cardmetry.models.letterbox import PAD_VALUE, Letterbox
 from cardmetry.training.config import AugmentConfig
 
 _SUBPIXEL_BITS = 4  # cv2.fillPoly's fixed-point shift: vertices to 1/16 px
@@ -24,8 +24,7 @@ def translation(dx: float, dy: float) -> np.ndarray:
 
 def letterbox_homography(width: int, height: int, size: int) -> np.ndarray:
     """What inference does: scale to fit `size`, anchored top-left (models.letterbox.Letterbox)."""
-    scale = min(size / width, size / height)
-    return np.diag([scale, scale, 1.0])
+    return np.diag([*Letterbox.for_image(width, height, size).scales, 1.0])
 
 
 def random_homography(rng: np.random.Generator, width: int, height: int, size: int, cfg: AugmentConfig) -> np.ndarray:

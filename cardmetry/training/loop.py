@@ -335,7 +335,7 @@ def _fit_own_loop(run: RunDir, config: TrainConfig, data: TrainData, events: Eve
     job = YoloJob(spec, items(data.train + synthetic), items(data.val), run.path / OWN_LOOP_FOLDER,
                   epochs=config.epochs, batch=config.batch, lr=config.lr or backend.default_lr,
                   device="cpu" if device.type == "cpu" else str(device.index or 0), seed=config.seed,
-                  workers=config.loader_workers, patience=config.patience or config.epochs)
+                  workers=config.loader_workers, threads=config.threads, patience=config.patience or config.epochs)
     steps, started, last_event = [0], [time.perf_counter()], [0.0]
     events.emit("run_started", run=run.id, resumed=False, config=config.as_json(), spec=spec.as_json(),
                 device=str(device), epochs=config.epochs, dataset_version=data.version,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from cardmetry.measure.engine import measure_borders
 from cardmetry.measure.grades import load_tables
 from cardmetry.measure.result import Measurement, Refusal
 from cardmetry.models.base import ModelSpec, PredictedInstance
+from cardmetry.models.letterbox import NetworkInput
 from cardmetry.models.measuring import measure_with_models
 
 IMGSZ = 384  # the fake models' input side: at 300 dpi a network pixel is about 3 image pixels
@@ -45,8 +48,10 @@ class FakePredictor:
         self.found = found
         self.calls = 0
 
-    def predict(self, image: np.ndarray) -> list[PredictedInstance]:
+    def predict(self, image: np.ndarray, prepared: NetworkInput | None = None) -> list[PredictedInstance]:
         self.calls += 1
+        self.prepared = prepared
+        self.thread = threading.current_thread().name
         mask = np.zeros(image.shape[:2], np.float32)  # not read by the measurement
         return [PredictedInstance(c, score, mask, cv_to_label(quad)) for c, score, quad in self.found]
 
@@ -123,6 +128,32 @@ def test_a_missing_model_falls_back_to_the_classical_detector(card: Rendered, mo
     assert np.abs(errors_mm(result, card)).max() < 0.03
     assert ("outer_model" in result.timing_ms) is (model_role == "outer")
     assert ("graphic_model" in result.timing_ms) is (model_role == "graphic")
+
+
+def test_models_run_beside_the_classical_detectors_on_one_shared_input(card: Rendered) -> None:
+    # Both passes in one background thread, handed the same letterboxed input (their input sizes are the same).
+    outer = FakePredictor((OUTER, 0.9, moved(card.truth.outer_quad_px, 2)))
+    graphic = FakePredictor((GRAPHIC, 0.9, moved(card.truth.graphic_quad_px, 2)), classes=(GRAPHIC,))
+    result = measure_with_models(card.image, STANDARD, outer=outer, graphic=graphic)
+    assert isinstance(result, Measurement), getattr(result, "reason", "")
+    assert outer.thread == graphic.thread != threading.current_thread().name
+    assert outer.prepared is graphic.prepared is not None
+    assert outer.prepared.box.size == IMGSZ and outer.prepared.box.width == card.image.shape[1]
+
+
+class BrokenPredictor(FakePredictor):
+    def predict(self, image: np.ndarray, prepared: NetworkInput | None = None) -> list[PredictedInstance]:
+        raise RuntimeError("the model file is unreadable")
+
+
+@pytest.mark.parametrize("broken_role", ["outer", "graphic"])
+def test_a_failing_model_raises_its_own_error(card: Rendered, broken_role: str) -> None:
+    # An error in the background pass reaches the caller as it is: never a refusal, never a hang.
+    good = FakePredictor((OUTER, 0.9, card.truth.outer_quad_px))
+    broken = BrokenPredictor(classes=(GRAPHIC,))
+    outer, graphic = (broken, None) if broken_role == "outer" else (good, broken)
+    with pytest.raises(RuntimeError, match="unreadable"):
+        measure_with_models(card.image, STANDARD, outer=outer, graphic=graphic)
 
 
 def cut_off(quad: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from cardmetry.data.instances import GRAPHIC, OUTER, cv_to_label
 from cardmetry.geometry.specs import STANDARD, CardSpec
 from cardmetry.measure.classical import Reduced, detect_graphic, detect_outer
 from cardmetry.models.base import Backend, ModelSpec, PredictedInstance
+from cardmetry.models.letterbox import NetworkInput
 from cardmetry.models.outlines import box_of
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,10 @@ class ClassicalPredictor:
         self.spec, self.card = spec, card
         self.last_reason: str | None = None
 
-    def predict(self, image: np.ndarray) -> list[PredictedInstance]:
+    def predict(self, image: np.ndarray, prepared: NetworkInput | None = None) -> list[PredictedInstance]:
         """The instances of the classes `spec.classes` asks for, in that order: none when the outer border is not
-        found (the graphic search starts from it), only the outer one when the graphic border is not."""
+        found (the graphic search starts from it), only the outer one when the graphic border is not. A network's
+        `prepared` input is not read."""
         self.last_reason = None
         reduced = Reduced.of(image)  # made once: both detectors read it
         outer = detect_outer(image, self.card, reduced=reduced)

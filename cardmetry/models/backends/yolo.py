@@ -78,6 +78,7 @@ class YoloJob:
     device: str = "cpu"  # "cpu", "0" or "cuda:0" ...
     seed: int = 0
     workers: int = 0  # dataloader worker processes
+    threads: int | None = None  # torch CPU threads; None keeps Ultralytics' choice (cores - 1, at most 8)
     patience: int = 50  # epochs without improvement before Ultralytics stops early
     class_names: Sequence[str] = DEFAULT_CLASSES  # indexed by dataset class id, for Ultralytics' logs
     extra: Mapping[str, Any] = field(default_factory=dict)  # further Ultralytics train arguments (mosaic, ...)
@@ -233,6 +234,8 @@ class YoloSegBackend(Backend):
         trainer = _make_trainer(self, job, data_yaml, out_dir)
         relay = _Relay(job.spec, callbacks, out_dir / "best.pt")
         relay.attach(trainer)
+        if threads := job.threads:  # Ultralytics' select_device resets torch's threads; set ours once it has run
+            trainer.add_callback("on_pretrain_routine_start", lambda _: torch.set_num_threads(threads))
         callbacks.log(f"ultralytics config folder: {config_dir}")
         with _no_amp_download():
             trainer.train()
