@@ -192,7 +192,8 @@ def role_quad(
     if isinstance(classical, str):
         return snapped_quad(instances, class_id, image, spec, band, outer_quad)
     # The card's edge is taken from the classical detector wherever the model agrees, so it needs no snap: the
-    # model's own outline is compared. The frame is snapped, and the snapped frame compared.
+    # model's own outline is compared (and its snapped edges only where the outline does not agree). The frame is
+    # snapped, and the snapped frame compared.
     snapped = snapped_quad(instances, class_id, image, spec, band, outer_quad) if class_id != OUTER else "not snapped"
     if isinstance(snapped, str):
         coarse = model_quad(instances, class_id, image.shape)
@@ -200,6 +201,11 @@ def role_quad(
             what = "card" if class_id == OUTER else "graphic border"
             return _model_quad(instances, class_id, image.shape, what).problem
     gap = _edge_gap(coarse if isinstance(snapped, str) else snapped, classical)
+    if gap > band and class_id == OUTER:
+        # A model's outline can lean off the card's edge along part of a side (a sleeve's edge beside it): the
+        # model's edges snapped onto the image's own steps are compared as well.
+        snapped = snapped_quad(instances, class_id, image, spec, band)
+        gap = min(gap, gap if isinstance(snapped, str) else _edge_gap(snapped, classical))
     if gap > band:
         what = "card's edge" if class_id == OUTER else "graphic border"
         mm = gap / quad_px_per_mm(classical if outer_quad is None else outer_quad, spec.width_mm, spec.height_mm)

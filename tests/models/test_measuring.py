@@ -9,14 +9,14 @@ import pytest
 
 from cardmetry.data.instances import GRAPHIC, OUTER, cv_to_label
 from cardmetry.data.synth import Rendered, render, sample_scene
-from cardmetry.geometry.lines import quad_edges, quad_from_lines, signed_distance
+from cardmetry.geometry.lines import order_quad, quad_edges, quad_from_lines, signed_distance
 from cardmetry.geometry.specs import STANDARD
 from cardmetry.measure.engine import measure_borders
 from cardmetry.measure.grades import load_tables
 from cardmetry.measure.result import Measurement, Refusal
 from cardmetry.models.base import ModelSpec, PredictedInstance
 from cardmetry.models.letterbox import NetworkInput
-from cardmetry.models.measuring import measure_with_models
+from cardmetry.models.measuring import band_px, measure_with_models
 
 IMGSZ = 384  # the fake models' input side: at 300 dpi a network pixel is about 3 image pixels
 
@@ -154,6 +154,21 @@ def test_a_failing_model_raises_its_own_error(card: Rendered, broken_role: str) 
     outer, graphic = (broken, None) if broken_role == "outer" else (good, broken)
     with pytest.raises(RuntimeError, match="unreadable"):
         measure_with_models(card.image, STANDARD, outer=outer, graphic=graphic)
+
+
+def test_an_outline_leaning_off_the_card_along_a_side_is_checked_by_its_snapped_edges(card: Rendered) -> None:
+    # The model's left edge runs 1.6 bands off the card at one end (along a sleeve's edge, say): its own outline
+    # disagrees with the classical card, but along most of the side the card's edge lies within the band, and the
+    # snapped edges agree. Without the second comparison this card was refused.
+    outer = FakePredictor((OUTER, 0.9, card.truth.outer_quad_px))
+    band = band_px(outer, card.image)
+    leaning = order_quad(card.truth.outer_quad_px.copy())
+    bottom_left = int(np.argmax(leaning[:, 1] - leaning[:, 0]))
+    leaning[bottom_left, 0] -= 1.6 * band
+    outer.found = ((OUTER, 0.9, leaning),)
+    result = measure_with_models(card.image, STANDARD, outer=outer, graphic=None)
+    assert isinstance(result, Measurement), getattr(result, "reason", "")
+    assert np.abs(errors_mm(result, card)).max() < 0.01
 
 
 def cut_off(quad: np.ndarray) -> np.ndarray:
