@@ -93,15 +93,20 @@ class Recorder:
     def __init__(self, stop_after: int | None = None) -> None:
         self.events: list[tuple] = []
         self.stop_after = stop_after
+        self.threads: set[int] = set()  # torch's CPU threads as each batch ended
 
     def callbacks(self) -> FitCallbacks:
         return FitCallbacks(
             epoch_started=lambda epoch: self.events.append(("epoch_started", epoch)),
-            batch=lambda epoch, index, losses: self.events.append(("batch", epoch, index, dict(losses))),
+            batch=lambda epoch, index, losses: self.batch(epoch, index, losses),
             epoch_end=lambda epoch, metrics: self.events.append(("epoch_end", epoch, dict(metrics))),
             should_stop=lambda: self.stop_after is not None and self.batches() >= self.stop_after,
             log=lambda line: self.events.append(("log", line)),
         )
+
+    def batch(self, epoch: int, index: int, losses: dict) -> None:
+        self.events.append(("batch", epoch, index, dict(losses)))
+        self.threads.add(torch.get_num_threads())
 
     def batches(self) -> int:
         return sum(1 for event in self.events if event[0] == "batch")
@@ -133,15 +138,17 @@ class Recorder:
     ],
 )
 def test_fit_runs_offline_and_reports_in_order(items, tmp_path, no_network, epochs, stop_after, expected):
-    torch.set_num_threads(1)
-    recorder = Recorder(stop_after)
-    job = YoloJob(_spec(), items[:3], items[3:], tmp_path / "run", epochs=epochs, batch=2, workers=0)
-    best = YoloSegBackend().fit(job, recorder.callbacks())
-    assert recorder.kinds() == expected
-    assert no_network == []
-    # Offline switches are in place and Ultralytics found our font where it looks for Arial.
     import ultralytics.utils as ul_utils
 
+    recorder = Recorder(stop_after)
+    threads = ul_utils.NUM_THREADS + 1  # not what Ultralytics sets by itself (cores - 1, at most 8)
+    job = YoloJob(_spec(), items[:3], items[3:], tmp_path / "run", epochs=epochs, batch=2, workers=0, threads=threads)
+    best = YoloSegBackend().fit(job, recorder.callbacks())
+    torch.set_num_threads(1)
+    assert recorder.kinds() == expected
+    assert recorder.threads == {threads}  # ours, set again after Ultralytics chose its own
+    assert no_network == []
+    # Offline switches are in place and Ultralytics found our font where it looks for Arial.
     assert not ul_utils.ONLINE and not ul_utils.AUTOINSTALL and not ul_utils.SETTINGS["sync"]
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
         assert (Path(ul_utils.USER_CONFIG_DIR) / name).read_bytes() == FONT.read_bytes()

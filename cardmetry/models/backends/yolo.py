@@ -234,8 +234,8 @@ class YoloSegBackend(Backend):
         trainer = _make_trainer(self, job, data_yaml, out_dir)
         relay = _Relay(job.spec, callbacks, out_dir / "best.pt")
         relay.attach(trainer)
-        if threads := job.threads:  # Ultralytics' select_device resets torch's threads; set ours once it has run
-            trainer.add_callback("on_pretrain_routine_start", lambda _: torch.set_num_threads(threads))
+        if threads := job.threads:  # Ultralytics resets torch's threads as it builds the trainer: set ours again
+            trainer.add_callback("on_train_start", lambda _: torch.set_num_threads(threads))
         callbacks.log(f"ultralytics config folder: {config_dir}")
         with _no_amp_download():
             trainer.train()
