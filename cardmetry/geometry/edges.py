@@ -11,7 +11,6 @@ Coordinates are OpenCV's: the centre of pixel (row j, column i) is at (x, y) = (
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from cardmetry.geometry.lines import Line
+from cardmetry.geometry.medians import median, nanmedian
 
 Polarity = Literal[-1, 0, 1]
 Selection = Literal["strongest", "first", "nearest"]
@@ -214,9 +214,7 @@ def gradient_noise(values: np.ndarray, step: float, sigma_px: float) -> np.ndarr
     rows = np.asarray(values, float)
     lag = max(1, round(1 / step))
     differences = rows[:, lag:] - rows[:, :-lag]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a profile entirely outside the image has no noise
-        pixel_sigma = _MAD_TO_SIGMA * np.nanmedian(np.abs(differences), axis=1) / np.sqrt(2)
+    pixel_sigma = _MAD_TO_SIGMA * nanmedian(np.abs(differences), axis=1) / np.sqrt(2)  # NaN: entirely outside
     gain = float(np.linalg.norm(_derivative_kernel(1.0, sigma_px)))
     return pixel_sigma * gain
 
@@ -410,7 +408,7 @@ def _weighted_total_least_squares(points: np.ndarray, weights: np.ndarray) -> Li
 def _robust_sigma(residuals: np.ndarray) -> float:
     if len(residuals) == 0:
         return 0.0
-    return float(_MAD_TO_SIGMA * np.median(np.abs(residuals - np.median(residuals))))
+    return _MAD_TO_SIGMA * median(np.abs(residuals - median(residuals)))
 
 
 def edge_profiles(

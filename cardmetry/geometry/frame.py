@@ -19,13 +19,13 @@ Coordinates are OpenCV's; lines are the normalised (a, b, c) triples of `cardmet
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from cardmetry.geometry.edges import EdgeHits, LineFit, Profiles, colour_distance, fit_line_robust, locate_edges
 from cardmetry.geometry.lines import angle_between_deg
+from cardmetry.geometry.medians import nanmedian
 
 
 def first_edge_from_border(
@@ -51,9 +51,8 @@ def first_edge_from_border(
     # Only the columns that hold some profile's reference stretch: the others would be NaN to the median anyway.
     columns = np.flatnonzero(in_reference.any(axis=0))
     span = slice(columns[0], columns[-1] + 1) if len(columns) else slice(0, 0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a profile with no room left has no border colour
-        border = np.nanmedian(np.where(in_reference[:, span, None], values[:, span], np.nan), axis=1)
+    # NaN for a profile with no room left: it has no border colour.
+    border = nanmedian(np.where(in_reference[:, span, None], values[:, span], np.nan), axis=1)
     # Before its start (towards the card's edge) a profile counts as border: no edge there, and the smoothed
     # gradient stays defined right from the start of the search.
     values = np.where((offsets < begin)[..., None], border[:, None, :], values)

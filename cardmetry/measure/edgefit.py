@@ -22,6 +22,7 @@ import numpy as np
 
 from cardmetry.geometry.edges import fit_line_robust, locate_edges
 from cardmetry.geometry.lines import Line, signed_distance
+from cardmetry.geometry.medians import median
 from cardmetry.geometry.stepfit import PooledBar, StepFits, fit_pooled_bar, fit_steps, pooled_costs
 
 SPARSE_SHARE = 4  # the first pass fits every 4th profile of the full pass
@@ -243,7 +244,7 @@ def _without_blurred_steps(profiles: _Profiles, fits: StepFits, line: Line) -> S
     blurred = fits.sigma > MAX_BLUR_RATIO * float(np.nanpercentile(fits.sigma, 25))
     if not blurred.any():
         return None
-    pull = float(np.median(signed_distance(line, profiles.points(fits.mu)[blurred])))
+    pull = median(signed_distance(line, profiles.points(fits.mu)[blurred]))
     if abs(pull) < MIN_PULL_PX:
         return None
     return dataclasses.replace(fits, mu=np.where(blurred, np.nan, fits.mu))
@@ -262,8 +263,8 @@ def _second_edge(points: np.ndarray, line: Line, inliers: np.ndarray, threshold:
     residuals, along = signed_distance(line, safe), safe @ np.array([-line[1], line[0]])
     order = np.flatnonzero(inliers)[np.argsort(along[inliers])]
     blocks = [b for b in np.array_split(order, SPLIT_BLOCKS) if len(b)]
-    t = np.array([np.median(along[b]) for b in blocks])
-    r = np.array([np.median(residuals[b]) for b in blocks])
+    t = np.array([median(along[b]) for b in blocks])
+    r = np.array([median(residuals[b]) for b in blocks])
     sizes = np.array([len(b) for b in blocks])
     i, j = np.triu_indices(len(blocks), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -357,11 +358,11 @@ def _edge_fit(
         inliers=int(inliers.sum()),
         profiles=len(profiles.values),
         coverage=float(np.mean(fits.ok)),
-        contrast=float(np.median(np.abs(fits.step[fits.ok]))),
+        contrast=median(np.abs(fits.step[fits.ok])),
         centre_along=float(along.mean()),
         spread_along=float(np.sum((along - along.mean()) ** 2)),
         correlation=_integrated_autocorrelation(residuals[np.argsort(along)]),
-        blur_px=float(np.median(fits.sigma[inliers])),
+        blur_px=median(fits.sigma[inliers]),
         rule_px=0.0 if rule is None else abs(rule.width_px),
         rule_sigma_px=0.0 if rule is None else rule.sigma_px,
         alternative=alternative,
