@@ -160,7 +160,8 @@ class Backend:
 
     def predictor(self, spec: ModelSpec) -> Any:
         """For a backend with no network to load (the classical detector): an object with `spec` and
-        `predict(image) -> list[PredictedInstance]`, like `cardmetry.models.predictors.Predictor`."""
+        `predict(image, prepared=None) -> list[PredictedInstance]`, like `cardmetry.models.predictors.Predictor`
+        (`prepared`, a letterboxed copy meant for networks, may be ignored)."""
         raise NotImplementedError(f"backend {self.name!r} predicts from a trained checkpoint")
 
     # --- own-loop backends ---------------------------------------------------------------------------------

@@ -72,6 +72,10 @@ class OnnxPredictor:
         options.log_severity_level = 3  # torchvision's exported mask pasting warns on every run; errors still show
         if threads:
             options.intra_op_num_threads = threads
+        # Its threads sleep between runs instead of spinning: the models run beside the classical detectors
+        # (models.measuring), and spinning threads took the cores those needed (measured on 2 cores: a card's
+        # median 183 ms with spinning, 139 ms without; docs/benchmarks.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         metadata = self.session.get_modelmeta().custom_metadata_map
         if ONNX_SPEC_KEY not in metadata:
