@@ -61,10 +61,9 @@ def train(
     from pydantic import ValidationError
 
     from cardmetry.models.registry import get_backend
-    from cardmetry.store.datasets import data_source
+    from cardmetry.orchestrator.worker import prepare
     from cardmetry.store.home import Home
     from cardmetry.training.config import TrainConfig
-    from cardmetry.training.data import prepare_data
     from cardmetry.training.loop import train_run
     from cardmetry.training.runs import RunDir, new_run_id
 
@@ -92,10 +91,7 @@ def train(
             raise fail(str(error).strip("'\"")) from None
     try:
         with console.status("reading and checking the data"):
-            sources = {name: data_source(store, ref) if ref else None
-                       for name, ref in (("data", settings.data), ("val", settings.val),
-                                         ("synthetic", settings.synthetic))}
-            prepared = prepare_data(settings, sources["data"], sources["val"], sources["synthetic"])  # type: ignore[arg-type]
+            prepared = prepare(store, settings)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
     if resume is None:

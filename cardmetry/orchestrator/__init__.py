@@ -1,0 +1,1 @@
+"""Executors that run training jobs outside the process that asks for them, and watch over them."""

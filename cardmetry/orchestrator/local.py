@@ -1,0 +1,229 @@
+"""The local executor: training runs in worker processes on this machine, a few at a time, supervised.
+
+Each run is a process of its own (`cardmetry.orchestrator.worker`), never a thread of the process that asked
+for it, so a web server's event loop and a training loop never wait on each other. The executor keeps a queue
+and `slots` workers at most (two by default: an outer and a graphic model side by side), and watches each one:
+- a worker that exits without writing its run's terminal event (killed, out of memory, a crash in native code)
+  gets a `failed` event written for it, with how it ended and the last lines it printed;
+- a worker whose run has written nothing for `stale_seconds` (its heartbeat thread writes every 10 s) is killed
+  and its run failed the same way;
+- a worker still running when the executor starts again (a server restart) is adopted from the run's
+  `worker.json`, and one that is gone is failed for it.
+A worker starts in a session of its own, so a Ctrl-C meant for the server does not reach it; stop and cancel go
+through the run's control file (`RunDir.request`), which the worker acts on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cardmetry.measure.files import write_text_atomic
+from cardmetry.store.home import Home
+from cardmetry.training.events import TERMINAL, EventLog, read_events
+from cardmetry.training.runs import RunDir
+
+WORKER_FILE = "worker.json"  # the live worker's pid and its start time, for adoption after a restart
+OUTPUT_FILE = "worker.log"  # everything the worker process printed
+TAIL_LINES = 20
+
+
+@dataclass
+class _Worker:
+    run: RunDir
+    pid: int
+    started: str  # the process's start time as the kernel counts it: a pid reused later has another
+    process: subprocess.Popen[bytes] | None  # None for a worker adopted after a restart (not our child)
+    from_seq: int  # the run's last event before the worker started: its terminal event comes after
+
+
+class LocalExecutor:
+    """Runs queued training runs in worker processes, `slots` at a time. `poll()` does one round of supervision;
+    `start()` runs it every `poll_seconds` in a thread of its own until `close()`.
+
+    `command` builds a worker's command line from (home, run id, resume); the default runs
+    `python -m cardmetry.orchestrator.worker`.
+    """
+
+    def __init__(
+        self,
+        home: Home,
+        slots: int = 2,
+        *,
+        stale_seconds: float = 120.0,
+        poll_seconds: float = 0.5,
+        command: Callable[[Home, str, bool], list[str]] | None = None,
+    ) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        self.home, self.slots = home, slots
+        self.stale_seconds, self.poll_seconds = stale_seconds, poll_seconds
+        self.command = command or worker_command
+        self._queue: deque[tuple[str, bool]] = deque()
+        self._workers: dict[str, _Worker] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.recover()
+
+    # --- what callers use ------------------------------------------------------------------------------------
+    def submit(self, run_id: str, resume: bool = False) -> None:
+        """Queue a run whose folder holds its config; it starts when a slot is free."""
+        run = RunDir.in_runs(self.home.runs, run_id)
+        run.read_config()  # a folder without a config is refused now, not in a worker
+        with self._lock:
+            if run_id in self._workers or any(queued == run_id for queued, _ in self._queue):
+                raise ValueError(f"run {run_id} is queued or running already")
+            self._queue.append((run_id, resume))
+        self.poll()
+
+    def queued(self) -> list[str]:
+        with self._lock:
+            return [run_id for run_id, _ in self._queue]
+
+    def running(self) -> dict[str, int]:
+        """Run id -> worker pid."""
+        with self._lock:
+            return {run_id: worker.pid for run_id, worker in self._workers.items()}
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._supervise, name="cardmetry-supervisor", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop supervising. Workers go on: they are separate processes, adopted by the next executor."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    # --- supervision ---------------------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Reap the workers that ended, kill the stale ones, then start queued runs in the free slots."""
+        with self._lock:
+            for run_id, worker in list(self._workers.items()):
+                if self._supervise_one(worker):
+                    del self._workers[run_id]
+            while self._queue and len(self._workers) < self.slots:
+                run_id, resume = self._queue.popleft()
+                self._workers[run_id] = self._launch(RunDir.in_runs(self.home.runs, run_id), resume)
+
+    def recover(self) -> None:
+        """Adopt the workers a previous executor left running; fail the runs whose worker is gone."""
+        if not self.home.runs.is_dir():
+            return
+        for record in sorted(self.home.runs.glob(f"*/{WORKER_FILE}")):
+            run = RunDir(record.parent)
+            try:
+                saved = json.loads(record.read_text())
+                pid, started, from_seq = int(saved["pid"]), str(saved["started"]), int(saved["from_seq"])
+            except (OSError, ValueError, KeyError, TypeError):
+                record.unlink(missing_ok=True)
+                continue
+            if _process_start(pid) == started:
+                self._workers[run.id] = _Worker(run, pid, started, None, from_seq)
+            else:
+                gone = "its worker was gone when the executor started again (the machine or the server restarted)"
+                self._end(run, from_seq, gone)
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.poll()
+
+    def _launch(self, run: RunDir, resume: bool) -> _Worker:
+        events = read_events(run.events)
+        from_seq = events[-1]["seq"] if events else 0
+        with (run.path / OUTPUT_FILE).open("ab") as output:
+            process = subprocess.Popen(
+                self.command(self.home, run.id, resume), stdout=output, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        worker = _Worker(run, process.pid, _process_start(process.pid) or "", process, from_seq)
+        write_text_atomic(run.path / WORKER_FILE,
+                          json.dumps({"pid": worker.pid, "started": worker.started, "from_seq": from_seq}))
+        return worker
+
+    def _supervise_one(self, worker: _Worker) -> bool:
+        """True when the worker has ended (and its run has its terminal event)."""
+        code = worker.process.poll() if worker.process is not None else None
+        if code is None and _process_start(worker.pid) == worker.started:
+            quiet = time.time() - _last_event_time(worker.run)
+            if quiet <= self.stale_seconds:
+                return False
+            _kill_group(worker.pid)
+            if worker.process is not None:
+                worker.process.wait()
+            reason = f"its worker wrote nothing for {quiet:.0f} s (no heartbeat) and was killed"
+        elif code is None:
+            reason = "its worker ended without a terminal event (exit status unknown: adopted after a restart)"
+        else:
+            reason = f"its worker {_how_it_ended(code)} without a terminal event"
+        self._end(worker.run, worker.from_seq, reason)
+        return True
+
+    def _end(self, run: RunDir, from_seq: int, reason: str) -> None:
+        """Write the run's `failed` event where its worker wrote no terminal one (after `from_seq`, the last event
+        before it started); forget the worker."""
+        if not any(event["type"] in TERMINAL for event in read_events(run.events, after=from_seq)):
+            log = EventLog(run.events)  # cuts a line the worker left half written
+            log.reopen()
+            tail = _tail(run.path / OUTPUT_FILE)
+            log.emit("failed", error=f"the run {reason}", log_tail=tail, supervisor=True)
+        (run.path / WORKER_FILE).unlink(missing_ok=True)
+
+
+def worker_command(home: Home, run_id: str, resume: bool) -> list[str]:
+    command = [sys.executable, "-m", "cardmetry.orchestrator.worker", run_id, "--home", str(home.root)]
+    return [*command, "--resume"] if resume else command
+
+
+def _how_it_ended(code: int) -> str:
+    if code >= 0:
+        return f"exited with status {code}"
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+    why = " (out of memory, or killed by hand)" if -code == signal.SIGKILL else ""
+    return f"was killed by {name}{why}"
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat, field 22), or None when there is no
+    such process (or it is a zombie: it has ended and only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _last_event_time(run: RunDir) -> float:
+    """When the run last wrote an event, or its worker was launched, whichever is later."""
+    times = [path.stat().st_mtime for path in (run.events, run.path / WORKER_FILE) if path.exists()]
+    return max(times, default=time.time())
+
+
+def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
+    try:
+        text = path.read_bytes()[-20_000:].decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+__all__: Sequence[str] = ("LocalExecutor", "worker_command")

@@ -1,0 +1,202 @@
+"""The local executor: runs in worker processes, a few at a time, and no run left without its terminal event."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cardmetry.orchestrator.local import WORKER_FILE, LocalExecutor
+from cardmetry.store.home import Home
+from cardmetry.training.data import TrainData
+from cardmetry.training.events import TERMINAL, read_events
+from cardmetry.training.runs import RunDir
+from cardmetry.training.sources import DataSource
+from tests.training.toy import tiny_config
+
+# A stand-in worker: starts its run, prints a line, then behaves as `mode` says.
+FAKE_WORKER = """
+import sys, time
+from pathlib import Path
+from cardmetry.training.events import EventLog
+log = EventLog(Path(sys.argv[1]) / "events.jsonl")
+mode = sys.argv[2]
+log.emit("run_started", run="fake")
+print("fake worker: epoch 1 of 3", flush=True)
+if mode == "succeed":
+    time.sleep(float(sys.argv[3]))
+    log.emit("succeeded")
+    sys.exit(0)
+if mode == "exit":
+    sys.exit(3)
+time.sleep(120)
+"""
+
+
+def fake(mode: str, *extra: str) -> Callable[[Home, str, bool], list[str]]:
+    return lambda home, run_id, resume: [sys.executable, "-c", FAKE_WORKER, str(home.runs / run_id), mode, *extra]
+
+
+def new_run(home: Home, run_id: str, **overrides: object) -> RunDir:
+    run = RunDir.in_runs(home.runs, run_id)
+    run.write_config(tiny_config(**overrides))
+    return run
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def started(run: RunDir) -> bool:
+    return any(e["type"] == "run_started" for e in read_events(run.events))
+
+
+def terminals(run: RunDir) -> list[dict]:
+    return [e for e in read_events(run.events) if e["type"] in TERMINAL]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return Home(tmp_path / "home")
+
+
+@pytest.mark.parametrize(
+    ("mode", "how", "expected"),
+    [
+        # killed mid-run (what out of memory looks like): the supervisor says so, with the worker's last lines
+        ("sleep", "kill", "was killed by SIGKILL (out of memory, or killed by hand) without a terminal event"),
+        # a crash in native code, or an exit from a library: the status is named
+        ("exit", None, "exited with status 3 without a terminal event"),
+    ],
+)
+def test_a_worker_that_dies_without_a_terminal_event_gets_one(
+    home: Home, mode: str, how: str | None, expected: str
+) -> None:
+    run = new_run(home, "r1")
+    executor = LocalExecutor(home, slots=1, command=fake(mode))
+    executor.submit("r1")
+    pid = executor.running()["r1"]
+    assert pid != os.getpid()
+    wait_until(lambda: started(run) and b"epoch 1" in (run.path / "worker.log").read_bytes())
+    if how == "kill":
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: (executor.poll(), not executor.running())[1])
+    [failed] = terminals(run)
+    assert failed["type"] == "failed" and failed["supervisor"] is True
+    assert failed["error"] == f"the run its worker {expected}"
+    assert "fake worker: epoch 1 of 3" in failed["log_tail"]
+    assert not (run.path / WORKER_FILE).exists()
+
+
+def test_a_run_that_ends_itself_is_left_as_it_ended(home: Home) -> None:
+    run = new_run(home, "r1")
+    executor = LocalExecutor(home, slots=1, command=fake("succeed", "0.2"))
+    executor.submit("r1")
+    wait_until(lambda: (executor.poll(), not executor.running())[1])
+    assert [e["type"] for e in terminals(run)] == ["succeeded"]
+
+
+def test_a_silent_worker_is_killed_and_its_run_failed(home: Home) -> None:
+    # No event for longer than stale_seconds (a worker hung in native code writes no heartbeat).
+    run = new_run(home, "r1")
+    executor = LocalExecutor(home, slots=1, stale_seconds=1.0, command=fake("sleep"))
+    executor.submit("r1")
+    pid = executor.running()["r1"]
+    wait_until(lambda: (executor.poll(), not executor.running())[1], timeout=30)
+    [failed] = terminals(run)
+    assert "wrote nothing for" in failed["error"] and "(no heartbeat) and was killed" in failed["error"]
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text())
+
+
+def test_slots_bound_the_workers_and_the_rest_wait_their_turn(home: Home) -> None:
+    for run_id in ("a", "b", "c"):
+        new_run(home, run_id)
+    executor = LocalExecutor(home, slots=2, command=fake("succeed", "0.5"))
+    for run_id in ("a", "b", "c"):
+        executor.submit(run_id)
+    assert sorted(executor.running()) == ["a", "b"] and executor.queued() == ["c"]
+    most = 0
+    deadline = time.monotonic() + 60
+    while executor.running() or executor.queued():
+        assert time.monotonic() < deadline
+        executor.poll()
+        most = max(most, len(executor.running()))
+        time.sleep(0.05)
+    assert most == 2
+    for run_id in ("a", "b", "c"):
+        assert [e["type"] for e in terminals(RunDir.in_runs(home.runs, run_id))] == ["succeeded"]
+
+
+@pytest.mark.parametrize(
+    ("run_id", "problem"),
+    [
+        ("r1", "is queued or running already"),  # the same run twice
+        ("nothing-here", "not a run folder"),  # no config written
+        ("../escape", "run id"),  # a path, not a run id
+    ],
+)
+def test_bad_submissions_are_refused(home: Home, run_id: str, problem: str) -> None:
+    new_run(home, "r1")
+    executor = LocalExecutor(home, slots=1, command=fake("sleep"))
+    executor.submit("r1")
+    with pytest.raises((ValueError, FileNotFoundError), match=problem):
+        executor.submit(run_id)
+    os.killpg(executor.running()["r1"], signal.SIGKILL)
+
+
+def test_a_restarted_executor_adopts_live_workers_and_fails_runs_whose_worker_is_gone(home: Home) -> None:
+    alive, gone = new_run(home, "alive"), new_run(home, "gone")
+    first = LocalExecutor(home, slots=2, command=fake("sleep"))
+    first.submit("alive")
+    pid = first.running()["alive"]
+    # A worker record left by a worker that has since died (a reboot): its pid names no process now.
+    (gone.path / WORKER_FILE).write_text(json.dumps({"pid": 2**22 + 1, "started": "1", "from_seq": 0}))
+    second = LocalExecutor(home, slots=2, command=fake("sleep"))  # the server started again
+    assert second.running() == {"alive": pid}
+    [failed] = terminals(gone)
+    assert "its worker was gone when the executor started again" in failed["error"]
+    wait_until(lambda: started(alive))
+    os.killpg(pid, signal.SIGKILL)
+    first._workers["alive"].process.wait()  # the old server would have reaped it; here it is still its parent
+    second.poll()
+    [failed] = terminals(alive)
+    assert "exit status unknown: adopted after a restart" in failed["error"]
+
+
+def test_a_real_worker_trains_its_run_to_the_end(home: Home, tiny_cards: DataSource) -> None:
+    run = new_run(home, "real", data=str(tiny_cards.root), backend="unet", imgsz=64, epochs=1, max_steps=2,
+                  batch=2)
+    executor = LocalExecutor(home, slots=1)
+    executor.submit("real")
+    wait_until(lambda: (executor.poll(), not executor.running())[1], timeout=300)
+    events = read_events(run.events)
+    assert [e["type"] for e in events if e["type"] in TERMINAL] == ["succeeded"], (run.path / "worker.log").read_text()
+    assert events[0]["type"] == "run_started" and [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert run.last.is_file()
+
+
+def test_a_data_problem_fails_the_run_in_its_worker(home: Home) -> None:
+    run = new_run(home, "nodata", data=str(home.root / "missing"))
+    executor = LocalExecutor(home, slots=1)
+    executor.submit("nodata")
+    wait_until(lambda: (executor.poll(), not executor.running())[1], timeout=120)
+    [failed] = terminals(run)
+    assert failed["error"].startswith("the data: ") and "missing" in failed["error"]
+    assert "supervisor" not in failed  # the worker said it itself, and exited 1
+
+
+def test_the_worker_data_is_what_the_cli_reads(home: Home, tiny_cards: DataSource) -> None:
+    from cardmetry.orchestrator.worker import prepare
+
+    data = prepare(home, tiny_config(data=str(tiny_cards.root)))
+    assert isinstance(data, TrainData) and len(data.train) + len(data.val) == 10
