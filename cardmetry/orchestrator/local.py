@@ -6,7 +6,9 @@ and `slots` workers at most (two by default: an outer and a graphic model side b
 - a worker that exits without writing its run's terminal event (killed, out of memory, a crash in native code)
   gets a `failed` event written for it, with how it ended and the last lines it printed;
 - a worker whose run has written nothing for `stale_seconds` (its heartbeat thread writes every 10 s) is killed
-  and its run failed the same way;
+  and its run failed the same way; before its run has started (while the worker reads and refines the data,
+  which writes no heartbeat) it has `start_seconds` from its launch;
+- a worker that cannot be launched at all fails its run with the reason;
 - a worker still running when the executor starts again (a server restart) is adopted from the run's
   `worker.json`, and one that is gone is failed for it.
 A worker starts in a session of its own, so a Ctrl-C meant for the server does not reach it; stop and cancel go
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -36,6 +39,7 @@ from cardmetry.training.runs import RunDir
 WORKER_FILE = "worker.json"  # the live worker's pid and its start time, for adoption after a restart
 OUTPUT_FILE = "worker.log"  # everything the worker process printed
 TAIL_LINES = 20
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +49,7 @@ class _Worker:
     started: str  # the process's start time as the kernel counts it: a pid reused later has another
     process: subprocess.Popen[bytes] | None  # None for a worker adopted after a restart (not our child)
     from_seq: int  # the run's last event before the worker started: its terminal event comes after
+    launched: float  # when (time.time())
 
 
 class LocalExecutor:
@@ -61,13 +66,14 @@ class LocalExecutor:
         slots: int = 2,
         *,
         stale_seconds: float = 120.0,
+        start_seconds: float = 1800.0,
         poll_seconds: float = 0.5,
         command: Callable[[Home, str, bool], list[str]] | None = None,
     ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         self.home, self.slots = home, slots
-        self.stale_seconds, self.poll_seconds = stale_seconds, poll_seconds
+        self.stale_seconds, self.start_seconds, self.poll_seconds = stale_seconds, start_seconds, poll_seconds
         self.command = command or worker_command
         self._queue: deque[tuple[str, bool]] = deque()
         self._workers: dict[str, _Worker] = {}
@@ -117,7 +123,9 @@ class LocalExecutor:
                     del self._workers[run_id]
             while self._queue and len(self._workers) < self.slots:
                 run_id, resume = self._queue.popleft()
-                self._workers[run_id] = self._launch(RunDir.in_runs(self.home.runs, run_id), resume)
+                worker = self._launch(RunDir.in_runs(self.home.runs, run_id), resume)
+                if worker is not None:
+                    self._workers[run_id] = worker
 
     def recover(self) -> None:
         """Adopt the workers a previous executor left running; fail the runs whose worker is gone."""
@@ -132,24 +140,31 @@ class LocalExecutor:
                 record.unlink(missing_ok=True)
                 continue
             if _process_start(pid) == started:
-                self._workers[run.id] = _Worker(run, pid, started, None, from_seq)
+                self._workers[run.id] = _Worker(run, pid, started, None, from_seq, record.stat().st_mtime)
             else:
                 gone = "its worker was gone when the executor started again (the machine or the server restarted)"
                 self._end(run, from_seq, gone)
 
     def _supervise(self) -> None:
         while not self._stop.wait(self.poll_seconds):
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # one bad round (a full disk) must not end the supervision of every run
+                log.exception("supervising the workers failed; trying again")
 
-    def _launch(self, run: RunDir, resume: bool) -> _Worker:
+    def _launch(self, run: RunDir, resume: bool) -> _Worker | None:
         events = read_events(run.events)
         from_seq = events[-1]["seq"] if events else 0
-        with (run.path / OUTPUT_FILE).open("ab") as output:
-            process = subprocess.Popen(
-                self.command(self.home, run.id, resume), stdout=output, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        worker = _Worker(run, process.pid, _process_start(process.pid) or "", process, from_seq)
+        try:
+            with (run.path / OUTPUT_FILE).open("ab") as output:
+                process = subprocess.Popen(
+                    self.command(self.home, run.id, resume), stdout=output, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+        except OSError as error:
+            self._end(run, from_seq, f"could not start its worker ({error})")
+            return None
+        worker = _Worker(run, process.pid, _process_start(process.pid) or "", process, from_seq, time.time())
         write_text_atomic(run.path / WORKER_FILE,
                           json.dumps({"pid": worker.pid, "started": worker.started, "from_seq": from_seq}))
         return worker
@@ -160,6 +175,9 @@ class LocalExecutor:
         if code is None and _process_start(worker.pid) == worker.started:
             quiet = time.time() - _last_event_time(worker.run)
             if quiet <= self.stale_seconds:
+                return False
+            starting = not any(e["type"] == "run_started" for e in read_events(worker.run.events, worker.from_seq))
+            if starting and time.time() - worker.launched <= self.start_seconds:
                 return False
             _kill_group(worker.pid)
             if worker.process is not None:

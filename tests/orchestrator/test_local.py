@@ -20,13 +20,15 @@ from cardmetry.training.runs import RunDir
 from cardmetry.training.sources import DataSource
 from tests.training.toy import tiny_config
 
-# A stand-in worker: starts its run, prints a line, then behaves as `mode` says.
+# A stand-in worker: starts its run, prints a line, then behaves as `mode` says ("prepare": never starts).
 FAKE_WORKER = """
 import sys, time
 from pathlib import Path
 from cardmetry.training.events import EventLog
 log = EventLog(Path(sys.argv[1]) / "events.jsonl")
 mode = sys.argv[2]
+if mode == "prepare":  # still reading the data: no event yet
+    time.sleep(120)
 log.emit("run_started", run="fake")
 print("fake worker: epoch 1 of 3", flush=True)
 if mode == "succeed":
@@ -116,6 +118,30 @@ def test_a_silent_worker_is_killed_and_its_run_failed(home: Home) -> None:
     [failed] = terminals(run)
     assert "wrote nothing for" in failed["error"] and "(no heartbeat) and was killed" in failed["error"]
     wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text())
+
+
+def test_a_worker_still_reading_its_data_has_longer_before_it_counts_as_silent(home: Home) -> None:
+    # Reading and refining the data comes before the run starts and its heartbeat with it.
+    run = new_run(home, "r1")
+    executor = LocalExecutor(home, slots=1, stale_seconds=0.3, start_seconds=60.0, command=fake("prepare"))
+    executor.submit("r1")
+    time.sleep(1.0)
+    executor.poll()
+    assert "r1" in executor.running() and not terminals(run)
+    executor.start_seconds = 0.5
+    executor.poll()
+    assert not executor.running()
+    [failed] = terminals(run)
+    assert "(no heartbeat) and was killed" in failed["error"]
+
+
+def test_a_worker_that_cannot_start_fails_its_run(home: Home) -> None:
+    run = new_run(home, "r1")
+    executor = LocalExecutor(home, slots=1, command=lambda home, run_id, resume: [str(home.root / "no-such-program")])
+    executor.submit("r1")
+    assert not executor.running()
+    [failed] = terminals(run)
+    assert failed["error"].startswith("the run could not start its worker (") and "no-such-program" in failed["error"]
 
 
 def test_slots_bound_the_workers_and_the_rest_wait_their_turn(home: Home) -> None:
