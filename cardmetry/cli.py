@@ -537,3 +537,22 @@ def demo(
     from cardmetry.store.home import Home
 
     run_demo(Home.from_env(home), count, out, progress_bar)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface; anything but loopback needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8010,
+    home: Annotated[Path | None, typer.Option(help=HOME_HELP)] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Training runs at once, each in a worker process.")] = 2,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
+) -> None:
+    """Start the web app's server (HTTP API and run events over WebSocket) with local training workers."""
+    from cardmetry.server.serve import PortTakenError
+    from cardmetry.server.serve import serve as run_server
+    from cardmetry.store.home import Home
+
+    try:
+        run_server(Home.from_env(home), host, port, workers, open_browser=not no_browser)
+    except PortTakenError as error:
+        raise fail(str(error), code=1) from None

@@ -40,6 +40,31 @@ def iter_events(path: Path, after: int = 0) -> Iterator[dict[str, Any]]:
                 yield event
 
 
+class EventFollower:
+    """Follows a growing event log: each call of `new_events` gives the complete events written since the last
+    call (the first call: every event after `after`). It reads on from where it stopped, so following a long run
+    costs what was written, not the whole log each time."""
+
+    def __init__(self, path: Path, after: int = 0) -> None:
+        self.path, self.after, self.offset = path, after, 0
+
+    def new_events(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as stream:
+            stream.seek(self.offset)
+            data = stream.read()
+        complete = data.rfind(b"\n") + 1  # a line still being written waits for its newline
+        self.offset += complete
+        events = []
+        for raw in data[:complete].splitlines():
+            event = json.loads(raw)
+            if event["seq"] > self.after:
+                events.append(event)
+                self.after = event["seq"]
+        return events
+
+
 class EventLog:
     """Appends events to a run's events.jsonl, continuing its numbering when the run is resumed. Thread-safe:
     the heartbeat comes from its own thread. `listeners` see every event as it is written (the CLI's display)."""

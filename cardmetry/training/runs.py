@@ -39,6 +39,13 @@ def new_run_id(config: TrainConfig) -> str:
     return f"{stamp}-{config.role}-{config.backend}-{secrets.token_hex(2)}"
 
 
+def create_run(runs_root: Path, config: TrainConfig) -> RunDir:
+    """A new run folder holding `config`, under a fresh id."""
+    run = RunDir.in_runs(runs_root, new_run_id(config))
+    run.write_config(config)
+    return run
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path

@@ -1,0 +1,1 @@
+"""The web app (FastAPI): the HTTP API, the WebSocket of run events, and `cardmetry serve`."""

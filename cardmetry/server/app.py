@@ -1,0 +1,151 @@
+"""The web app: its HTTP API and the WebSocket that streams a run's events.
+
+It holds no training logic: runs go to the executor (`cardmetry.orchestrator.local`), which runs them in worker
+processes, and everything a page shows is read back from the runs' folders. A run's events are streamed from its
+event log, so a page that connects late, or reconnects with `after=SEQ`, first gets what it missed, and a server
+restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from dataclasses import asdict
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from cardmetry.orchestrator.local import LocalExecutor
+from cardmetry.store.home import Home
+from cardmetry.training.config import TrainConfig
+from cardmetry.training.events import EventFollower, read_events
+from cardmetry.training.runs import RunDir, create_run, run_summaries, summarise
+
+POLL_SECONDS = 0.2  # how often a WebSocket looks for new events
+PING_SECONDS = 15.0  # an application-level ping this often keeps proxies from closing a quiet connection
+OPEN_PATHS = ("/healthz", "/favicon.ico")  # answered without the access token
+TOKEN_COOKIE = "cardmetry_token"
+
+
+def create_app(home: Home, executor: LocalExecutor, token: str | None = None) -> FastAPI:
+    """The app over `home`'s runs, starting runs through `executor`. With a `token`, every request but the open
+    paths must carry it: `Authorization: Bearer TOKEN`, a `token` query parameter (which also sets a cookie, so a
+    browser asks once) or that cookie."""
+    app = FastAPI(title="cardmetry", summary="Train card-border models and measure cards.")
+
+    def allowed(headers: Any, query: Any, cookies: Any) -> bool:
+        if token is None:
+            return True
+        given = query.get("token") or cookies.get(TOKEN_COOKIE) or ""
+        bearer = headers.get("authorization", "")
+        if bearer.lower().startswith("bearer "):
+            given = bearer[7:]
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: Any) -> Response:
+        if request.url.path not in OPEN_PATHS and not allowed(request.headers, request.query_params, request.cookies):
+            return JSONResponse({"detail": "an access token is needed (see `cardmetry serve --help`)"}, 401)
+        response: Response = await call_next(request)
+        if token is not None and request.query_params.get("token") == token:
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "running": len(executor.running()), "queued": len(executor.queued())}
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        icon = resources.files("cardmetry.server").joinpath("static/favicon.ico").read_bytes()
+        return Response(icon, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/api/runs")
+    def list_runs() -> list[dict[str, Any]]:
+        return [asdict(summary) for summary in run_summaries(home.runs)]
+
+    @app.post("/api/runs", status_code=201)
+    def start_run(settings: dict[str, Any]) -> dict[str, Any]:
+        """Start a run from a TrainConfig's fields (the same names as `cardmetry train`'s options)."""
+        try:
+            config = TrainConfig.model_validate(settings)
+        except ValidationError as error:
+            raise HTTPException(422, [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
+                                      for e in error.errors()]) from None
+        run = create_run(home.runs, config)
+        executor.submit(run.id)
+        return {"id": run.id}
+
+    @app.get("/api/runs/{run_id}")
+    def get_run(run_id: str) -> dict[str, Any]:
+        run = _run(home, run_id)
+        return {**asdict(summarise(run)), "config": run.read_config().as_json()}
+
+    @app.get("/api/runs/{run_id}/events")
+    def get_events(run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        return read_events(_run(home, run_id).events, after)
+
+    @app.post("/api/runs/{run_id}/stop")
+    def stop_run(run_id: str) -> dict[str, str]:
+        _run(home, run_id).request("stop")
+        return {"requested": "stop"}
+
+    @app.post("/api/runs/{run_id}/cancel")
+    def cancel_run(run_id: str) -> dict[str, str]:
+        _run(home, run_id).request("cancel")
+        return {"requested": "cancel"}
+
+    @app.post("/api/runs/{run_id}/resume")
+    def resume_run(run_id: str) -> dict[str, str]:
+        run = _run(home, run_id)
+        try:
+            executor.submit(run.id, resume=True)
+        except ValueError as error:
+            raise HTTPException(409, str(error)) from None
+        return {"id": run.id}
+
+    @app.websocket("/ws/runs/{run_id}")
+    async def run_events(websocket: WebSocket, run_id: str, after: int = 0) -> None:
+        """The run's events after `after`, then each new one as it is written; {"type": "ping"} when quiet."""
+        if not allowed(websocket.headers, websocket.query_params, websocket.cookies):
+            await websocket.close(code=4401, reason="an access token is needed")
+            return
+        try:
+            run = _run(home, run_id)
+        except HTTPException as error:
+            await websocket.close(code=4404, reason=str(error.detail))
+            return
+        await websocket.accept()
+        follower = EventFollower(run.events, after)
+        last_sent = time.monotonic()
+        try:
+            while True:
+                events = await asyncio.to_thread(follower.new_events)
+                for event in events:
+                    await websocket.send_json(event)
+                now = time.monotonic()
+                if events:
+                    last_sent = now
+                elif now - last_sent >= PING_SECONDS:
+                    await websocket.send_json({"type": "ping", "time": round(time.time(), 3), "after": follower.after})
+                    last_sent = now
+                await asyncio.sleep(POLL_SECONDS)
+        except WebSocketDisconnect:
+            return
+
+    return app
+
+
+def _run(home: Home, run_id: str) -> RunDir:
+    """The run folder a request names; 404 for an id that is not a run (and never a path outside the runs)."""
+    try:
+        run = RunDir.in_runs(home.runs, run_id)
+    except ValueError as error:
+        raise HTTPException(404, str(error)) from None
+    if not run.config_file.is_file():
+        raise HTTPException(404, f"no run {run_id!r}")
+    return run

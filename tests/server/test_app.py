@@ -1,0 +1,152 @@
+"""The app through FastAPI's test client: the open paths, the token, runs, and the events WebSocket."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from cardmetry.orchestrator.local import LocalExecutor
+from cardmetry.server import app as app_module
+from cardmetry.server.app import create_app
+from cardmetry.store.home import Home
+from cardmetry.training.events import TERMINAL, EventLog, read_events
+from cardmetry.training.runs import RunDir
+from tests.orchestrator.test_local import fake, new_run, wait_until
+from tests.training.toy import tiny_config
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return Home(tmp_path / "home")
+
+
+def client_for(home: Home, token: str | None = None, command: object = None) -> TestClient:
+    executor = LocalExecutor(home, slots=2, command=command or fake("succeed", "0.1"))  # type: ignore[arg-type]
+    return TestClient(create_app(home, executor, token))
+
+
+def test_favicon_and_health_answer(home: Home) -> None:
+    client = client_for(home)
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
+    assert client.get("/healthz").json() == {"status": "ok", "running": 0, "queued": 0}
+
+
+@pytest.mark.parametrize(
+    ("path", "auth", "status"),
+    [
+        ("/api/runs", {}, 401),  # no token
+        ("/api/runs", {"headers": {"Authorization": "Bearer wrong"}}, 401),  # a wrong one
+        ("/api/runs", {"headers": {"Authorization": "Bearer s3cret"}}, 200),  # the right one, as a header
+        ("/api/runs?token=s3cret", {}, 200),  # the right one, in the address
+        ("/healthz", {}, 200),  # open: a load balancer's probe has no token
+        ("/favicon.ico", {}, 200),  # open: the browser asks before any page
+    ],
+)
+def test_the_token_guards_everything_but_the_open_paths(home: Home, path: str, auth: dict, status: int) -> None:
+    assert client_for(home, token="s3cret").get(path, **auth).status_code == status
+
+
+def test_a_token_in_the_address_is_kept_in_a_cookie(home: Home) -> None:
+    client = client_for(home, token="s3cret")
+    assert client.get("/api/runs?token=s3cret").status_code == 200
+    assert client.get("/api/runs").status_code == 200  # the cookie carries it now
+
+
+def test_a_run_started_through_the_api_runs_in_a_worker_and_ends(home: Home) -> None:
+    client = client_for(home)
+    settings = tiny_config().as_json()
+    created = client.post("/api/runs", json=settings)
+    assert created.status_code == 201
+    run_id = created.json()["id"]
+    run = RunDir.in_runs(home.runs, run_id)
+    wait_until(lambda: any(e["type"] in TERMINAL for e in read_events(run.events)))
+    assert [s["id"] for s in client.get("/api/runs").json()] == [run_id]
+    detail = client.get(f"/api/runs/{run_id}").json()
+    assert detail["state"] == "succeeded" and detail["config"]["backend"] == "toy"
+    assert [e["type"] for e in client.get(f"/api/runs/{run_id}/events").json()] == ["run_started", "succeeded"]
+    assert client.get(f"/api/runs/{run_id}/events?after=1").json()[0]["seq"] == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"data": "d", "epochs": 0}, "epochs"),  # out of range
+        ({"data": "d", "role": "corner"}, "role"),  # not a role
+        ({"epochs": 3}, "data"),  # no data named
+    ],
+)
+def test_a_bad_config_is_refused_naming_the_field(home: Home, settings: dict, field: str) -> None:
+    response = client_for(home).post("/api/runs", json=settings)
+    assert response.status_code == 422
+    assert field in {problem["field"] for problem in response.json()["detail"]}
+    assert not home.runs.exists() or not any(home.runs.iterdir())  # nothing was created
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/runs/no-such-run",  # unknown
+        "/api/runs/..%2F..%2Fetc",  # a path, not an id
+        "/api/runs/no-such-run/events",
+    ],
+)
+def test_unknown_runs_are_404(home: Home, path: str) -> None:
+    assert client_for(home).get(path).status_code == 404
+
+
+def test_stop_and_cancel_reach_the_control_file(home: Home) -> None:
+    run = new_run(home, "r1")
+    client = client_for(home)
+    assert client.post("/api/runs/r1/stop").json() == {"requested": "stop"}
+    assert run.requested() == "stop"
+    client.post("/api/runs/r1/cancel")
+    assert run.requested() == "cancel"
+
+
+def written_run(home: Home, count: int) -> tuple[RunDir, EventLog]:
+    run = new_run(home, "r1")
+    log = EventLog(run.events)
+    log.emit("run_started", run="r1")
+    for epoch in range(count - 1):
+        log.emit("epoch_started", epoch=epoch)
+    return run, log
+
+
+def test_the_websocket_replays_what_was_missed_then_streams_live(home: Home) -> None:
+    run, log = written_run(home, 4)
+    client = client_for(home)
+    with client.websocket_connect("/ws/runs/r1?after=2") as socket:
+        assert [socket.receive_json()["seq"] for _ in range(2)] == [3, 4]  # missed: replayed in order
+        log.emit("succeeded")
+        assert socket.receive_json() == read_events(run.events)[-1]  # live
+    with client.websocket_connect("/ws/runs/r1") as socket:  # from the start
+        assert [socket.receive_json()["seq"] for _ in range(5)] == [1, 2, 3, 4, 5]
+
+
+def test_a_quiet_websocket_is_pinged(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    written_run(home, 1)
+    monkeypatch.setattr(app_module, "PING_SECONDS", 0.3)
+    with client_for(home).websocket_connect("/ws/runs/r1?after=1") as socket:
+        began = time.monotonic()
+        ping = socket.receive_json()
+        assert ping["type"] == "ping" and ping["after"] == 1 and time.monotonic() - began >= 0.25
+
+
+@pytest.mark.parametrize(
+    ("path", "token", "code"),
+    [
+        ("/ws/runs/no-such-run", None, 4404),  # unknown run
+        ("/ws/runs/r1", "s3cret", 4401),  # no token given
+    ],
+)
+def test_the_websocket_refuses_with_a_reason(home: Home, path: str, token: str | None, code: int) -> None:
+    written_run(home, 1)
+    with pytest.raises(WebSocketDisconnect) as refused, client_for(home, token).websocket_connect(path) as socket:
+        socket.receive_json()
+    assert refused.value.code == code
