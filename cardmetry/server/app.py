@@ -9,6 +9,7 @@ restart loses nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import time
 from dataclasses import asdict
@@ -83,7 +84,10 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
     @app.get("/api/runs/{run_id}")
     def get_run(run_id: str) -> dict[str, Any]:
         run = _run(home, run_id)
-        return {**asdict(summarise(run)), "config": run.read_config().as_json()}
+        worker = executor.running().get(run.id)
+        queued = run.id in executor.queued()
+        return {**asdict(summarise(run)), "config": run.read_config().as_json(), "worker_pid": worker,
+                "queued": queued}
 
     @app.get("/api/runs/{run_id}/events")
     def get_events(run_id: str, after: int = 0) -> list[dict[str, Any]]:
@@ -121,9 +125,12 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
             return
         await websocket.accept()
         follower = EventFollower(run.events, after)
+        # The client sends nothing; reading is how its going away is noticed at once, not at the next send (a
+        # server shutting down waits for every connection's handler to end).
+        closed = asyncio.create_task(_until_disconnected(websocket))
         last_sent = time.monotonic()
         try:
-            while True:
+            while not closed.done():
                 events = await asyncio.to_thread(follower.new_events)
                 for event in events:
                     await websocket.send_json(event)
@@ -133,11 +140,19 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
                 elif now - last_sent >= PING_SECONDS:
                     await websocket.send_json({"type": "ping", "time": round(time.time(), 3), "after": follower.after})
                     last_sent = now
-                await asyncio.sleep(POLL_SECONDS)
-        except WebSocketDisconnect:
+                await asyncio.wait({closed}, timeout=POLL_SECONDS)
+        except (WebSocketDisconnect, RuntimeError):  # gone while sending (RuntimeError: after its close)
             return
+        finally:
+            closed.cancel()
 
     return app
+
+
+async def _until_disconnected(websocket: WebSocket) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
 
 
 def _run(home: Home, run_id: str) -> RunDir:
