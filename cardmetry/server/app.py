@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from cardmetry.orchestrator.local import LocalExecutor
+from cardmetry.server.metrics import CONTENT_TYPE, ServerMetrics
 from cardmetry.store.home import Home
 from cardmetry.training.config import TrainConfig
 from cardmetry.training.events import EventFollower, read_events
@@ -30,6 +31,7 @@ POLL_SECONDS = 0.2  # how often a WebSocket looks for new events
 PING_SECONDS = 15.0  # an application-level ping this often keeps proxies from closing a quiet connection
 OPEN_PATHS = ("/healthz", "/favicon.ico")  # answered without the access token
 TOKEN_COOKIE = "cardmetry_token"
+NO_TOKEN = "an access token is needed (docs/cli.md, cardmetry serve)"
 
 
 def create_app(home: Home, executor: LocalExecutor, token: str | None = None) -> FastAPI:
@@ -37,6 +39,7 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
     paths must carry it: `Authorization: Bearer TOKEN`, a `token` query parameter (which also sets a cookie, so a
     browser asks once) or that cookie."""
     app = FastAPI(title="cardmetry", summary="Train card-border models and measure cards.")
+    metrics = ServerMetrics(home, executor)
 
     def allowed(headers: Any, query: Any, cookies: Any) -> bool:
         if token is None:
@@ -49,16 +52,24 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
 
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Response:
+        began = time.perf_counter()
         if request.url.path not in OPEN_PATHS and not allowed(request.headers, request.query_params, request.cookies):
-            return JSONResponse({"detail": "an access token is needed (see `cardmetry serve --help`)"}, 401)
-        response: Response = await call_next(request)
-        if token is not None and request.query_params.get("token") == token:
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            response: Response = JSONResponse({"detail": NO_TOKEN}, 401)
+        else:
+            response = await call_next(request)
+            if token is not None and request.query_params.get("token") == token:
+                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: one series per route
+        metrics.request_seconds.labels(request.method, route).observe(time.perf_counter() - began)
         return response
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "running": len(executor.running()), "queued": len(executor.queued())}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
@@ -116,7 +127,7 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
     async def run_events(websocket: WebSocket, run_id: str, after: int = 0) -> None:
         """The run's events after `after`, then each new one as it is written; {"type": "ping"} when quiet."""
         if not allowed(websocket.headers, websocket.query_params, websocket.cookies):
-            await websocket.close(code=4401, reason="an access token is needed")
+            await websocket.close(code=4401, reason=NO_TOKEN)
             return
         try:
             run = _run(home, run_id)
@@ -128,12 +139,15 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
         # The client sends nothing; reading is how its going away is noticed at once, not at the next send (a
         # server shutting down waits for every connection's handler to end).
         closed = asyncio.create_task(_until_disconnected(websocket))
-        last_sent = time.monotonic()
+        last_sent, live = time.monotonic(), False  # the first read replays: its lag is not the server's
         try:
             while not closed.done():
                 events = await asyncio.to_thread(follower.new_events)
                 for event in events:
                     await websocket.send_json(event)
+                    if live:
+                        metrics.event_lag_seconds.observe(max(0.0, time.time() - event["time"]))
+                live = True
                 now = time.monotonic()
                 if events:
                     last_sent = now

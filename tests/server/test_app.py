@@ -150,3 +150,17 @@ def test_the_websocket_refuses_with_a_reason(home: Home, path: str, token: str |
     with pytest.raises(WebSocketDisconnect) as refused, client_for(home, token).websocket_connect(path) as socket:
         socket.receive_json()
     assert refused.value.code == code
+
+
+def test_metrics_count_runs_by_state_the_queue_requests_and_event_lag(home: Home) -> None:
+    _, log = written_run(home, 1)
+    client = client_for(home)
+    with client.websocket_connect("/ws/runs/r1?after=1") as socket:
+        log.emit("succeeded")  # written while the page watches: a live event
+        socket.receive_json()
+    client.get("/api/runs")
+    text = client.get("/metrics").text
+    assert 'cardmetry_runs{state="succeeded"} 1.0' in text and 'cardmetry_runs{state="running"} 0.0' in text
+    assert "cardmetry_queue_length 0.0" in text and "cardmetry_workers 0.0" in text
+    assert 'cardmetry_request_seconds_count{method="GET",route="/api/runs"} 1.0' in text
+    assert "cardmetry_event_lag_seconds_count 1.0" in text  # the live event; the replay is not counted
