@@ -14,6 +14,7 @@ import hmac
 import time
 from dataclasses import asdict
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server.metrics import CONTENT_TYPE, ServerMetrics
+from cardmetry.store.datasets import check_name
 from cardmetry.store.home import Home
 from cardmetry.training.config import TrainConfig
 from cardmetry.training.events import EventFollower, read_events
@@ -88,6 +90,10 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
         except ValidationError as error:
             raise HTTPException(422, [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
                                       for e in error.errors()]) from None
+        problems = [{"field": field, "problem": problem} for field in ("data", "val", "synthetic")
+                    if (problem := _not_a_stored_dataset(getattr(config, field)))]
+        if problems:
+            raise HTTPException(422, problems)
         run = create_run(home.runs, config)
         executor.submit(run.id)
         return {"id": run.id}
@@ -167,6 +173,21 @@ async def _until_disconnected(websocket: WebSocket) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while (await websocket.receive())["type"] != "websocket.disconnect":
             pass
+
+
+def _not_a_stored_dataset(reference: str | None) -> str | None:
+    """Why a request's dataset reference is refused, or None. The web app trains on stored datasets only
+    (NAME or NAME@VERSION): a request never names a folder on the server, and a name that is also a folder beside
+    the server (which `cardmetry train` would read as that folder) is refused rather than guessed."""
+    if reference is None:
+        return None
+    try:
+        check_name(reference.partition("@")[0])
+    except ValueError as error:
+        return f"{error}; the web app trains on stored datasets (NAME or NAME@VERSION)"
+    if Path(reference).exists():
+        return f"{reference!r} is also a folder beside the server; name a stored dataset only"
+    return None
 
 
 def _run(home: Home, run_id: str) -> RunDir:

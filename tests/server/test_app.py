@@ -79,6 +79,9 @@ def test_a_run_started_through_the_api_runs_in_a_worker_and_ends(home: Home) -> 
         ({"data": "d", "epochs": 0}, "epochs"),  # out of range
         ({"data": "d", "role": "corner"}, "role"),  # not a role
         ({"epochs": 3}, "data"),  # no data named
+        ({"data": "/etc"}, "data"),  # a folder on the server: never read from a request
+        ({"data": "tiny", "val": "../elsewhere"}, "val"),  # a relative path
+        ({"data": "cardmetry"}, "data"),  # a name that is also a folder beside the server
     ],
 )
 def test_a_bad_config_is_refused_naming_the_field(home: Home, settings: dict, field: str) -> None:

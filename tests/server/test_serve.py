@@ -15,6 +15,8 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from cardmetry.store.datasets import import_dataset
+from cardmetry.store.home import Home
 from cardmetry.training.events import TERMINAL
 from cardmetry.training.sources import DataSource
 from tests.training.toy import tiny_config
@@ -62,8 +64,10 @@ def server(tmp_path: Path):
     shut_down(process)
 
 
-def start_run(port: int, source: DataSource, **overrides: object) -> str:
-    settings = tiny_config(data=str(source.root), backend="unet", imgsz=64, **overrides).as_json()
+def start_run(port: int, source: DataSource, home: Path, **overrides: object) -> str:
+    """A tiny U-Net run on the cards, stored in the server's home first (the web app trains on stored datasets)."""
+    import_dataset(Home(home), "tiny", source.dataset, source.root, [])
+    settings = tiny_config(data="tiny", backend="unet", imgsz=64, **overrides).as_json()
     created = httpx.post(f"http://127.0.0.1:{port}/api/runs", json=settings, timeout=30)
     assert created.status_code == 201, created.text
     return created.json()["id"]
@@ -90,7 +94,7 @@ def test_a_taken_port_is_an_error_and_a_non_zero_exit(server, tmp_path: Path) ->
 
 def test_a_run_trains_in_a_worker_and_its_events_arrive_in_order(server, tiny_cards: DataSource) -> None:
     port, home = server
-    run_id = start_run(port, tiny_cards, epochs=1, max_steps=2)
+    run_id = start_run(port, tiny_cards, home, epochs=1, max_steps=2)
     events = events_until(port, run_id, lambda e: e["type"] in TERMINAL)
     seqs, types = [e["seq"] for e in events], [e["type"] for e in events]
     assert types[0] == "run_started" and types[-1] == "succeeded", types
@@ -104,8 +108,8 @@ def test_a_run_trains_in_a_worker_and_its_events_arrive_in_order(server, tiny_ca
 
 
 def test_a_killed_worker_is_reported_failed_with_its_reason(server, tiny_cards: DataSource) -> None:
-    port, _ = server
-    run_id = start_run(port, tiny_cards, epochs=500)
+    port, home = server
+    run_id = start_run(port, tiny_cards, home, epochs=500)
     seen = events_until(port, run_id, lambda e: e["type"] == "batch")
     pid = httpx.get(f"http://127.0.0.1:{port}/api/runs/{run_id}", timeout=10).json()["worker_pid"]
     os.kill(pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
@@ -119,7 +123,7 @@ def test_a_restarted_server_picks_up_a_run_where_it_is(tmp_path: Path, tiny_card
     home, port = tmp_path / "home", free_port()
     first = start_server(home, port)
     wait_healthy(port, first)
-    run_id = start_run(port, tiny_cards, epochs=80)  # long enough to outlive the restart
+    run_id = start_run(port, tiny_cards, home, epochs=80)  # long enough to outlive the restart
     seen = events_until(port, run_id, lambda e: e["type"] == "epoch_end")
     shut_down(first)  # the worker goes on: it is a process of its own
     second = start_server(home, port)
