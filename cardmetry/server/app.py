@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
@@ -25,6 +25,7 @@ from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server.metrics import CONTENT_TYPE, ServerMetrics
 from cardmetry.store.datasets import check_name
 from cardmetry.store.home import Home
+from cardmetry.store.uploads import MAX_UPLOAD_BYTES, UploadError, store_upload
 from cardmetry.training.config import TrainConfig
 from cardmetry.training.events import EventFollower, read_events
 from cardmetry.training.runs import RunDir, create_run, run_summaries, summarise
@@ -55,8 +56,11 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Response:
         began = time.perf_counter()
+        declared = int(request.headers.get("content-length") or 0)
         if request.url.path not in OPEN_PATHS and not allowed(request.headers, request.query_params, request.cookies):
             response: Response = JSONResponse({"detail": NO_TOKEN}, 401)
+        elif declared > MAX_UPLOAD_BYTES:  # refused before a byte of it is read
+            response = JSONResponse({"detail": f"over the upload limit of {MAX_UPLOAD_BYTES // 1024**2} MB"}, 413)
         else:
             response = await call_next(request)
             if token is not None and request.query_params.get("token") == token:
@@ -77,6 +81,22 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
     def favicon() -> Response:
         icon = resources.files("cardmetry.server").joinpath("static/favicon.ico").read_bytes()
         return Response(icon, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
+
+    @app.post("/api/datasets/{name}/upload", status_code=201)
+    async def upload_dataset(name: str, files: list[UploadFile]) -> dict[str, Any]:
+        """Store the files (images and labels, each under the relative path given, or zip archives of them) as a
+        new version of dataset `name`, and say what was stored and what the validation found."""
+        given = [(upload.filename or "", upload.file) for upload in files]
+        try:
+            result = await asyncio.to_thread(store_upload, home, name, given)
+        except UploadError as error:
+            raise HTTPException(413 if error.too_large else 400, str(error)) from None
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+        stored = result.stored
+        return {"name": stored.name, "version": stored.version, "files": result.files, "images": stored.images,
+                "new_images": stored.new_blobs, "trainable": stored.trainable, "problems": result.problems,
+                "duplicates": [{"kept": kept, "duplicate": duplicate} for kept, duplicate in stored.duplicates]}
 
     @app.get("/api/runs")
     def list_runs() -> list[dict[str, Any]]:
