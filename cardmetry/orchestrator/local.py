@@ -87,6 +87,11 @@ class LocalExecutor:
         """Queue a run whose folder holds its config; it starts when a slot is free."""
         run = RunDir.in_runs(self.home.runs, run_id)
         run.read_config()  # a folder without a config is refused now, not in a worker
+        ended = last_terminal(run)
+        if resume and ended in ("succeeded", "cancelled"):
+            raise ValueError(f"run {run_id} {ended}; there is nothing to resume")
+        if not resume and ended is not None:
+            raise ValueError(f"run {run_id} has ended ({ended}); resume it instead")
         with self._lock:
             if run_id in self._workers or any(queued == run_id for queued, _ in self._queue):
                 raise ValueError(f"run {run_id} is queued or running already")
@@ -119,8 +124,11 @@ class LocalExecutor:
         """Reap the workers that ended, kill the stale ones, then start queued runs in the free slots."""
         with self._lock:
             for run_id, worker in list(self._workers.items()):
-                if self._supervise_one(worker):
-                    del self._workers[run_id]
+                try:
+                    if self._supervise_one(worker):
+                        del self._workers[run_id]
+                except Exception:  # one run's trouble (a damaged log) must not stop the others' supervision
+                    log.exception("supervising the worker of run %s failed; trying again", run_id)
             while self._queue and len(self._workers) < self.slots:
                 run_id, resume = self._queue.popleft()
                 worker = self._launch(RunDir.in_runs(self.home.runs, run_id), resume)
@@ -171,8 +179,12 @@ class LocalExecutor:
 
     def _supervise_one(self, worker: _Worker) -> bool:
         """True when the worker has ended (and its run has its terminal event)."""
-        code = worker.process.poll() if worker.process is not None else None
-        if code is None and _process_start(worker.pid) == worker.started:
+        if worker.process is not None:  # our child: its exit status says it all
+            code = worker.process.poll()
+            alive = code is None
+        else:  # adopted: alive while a process of that pid and start time exists
+            code, alive = None, _process_start(worker.pid) == worker.started
+        if alive:
             quiet = time.time() - _last_event_time(worker.run)
             if quiet <= self.stale_seconds:
                 return False
@@ -181,7 +193,11 @@ class LocalExecutor:
                 return False
             _kill_group(worker.pid)
             if worker.process is not None:
-                worker.process.wait()
+                worker.process.wait(timeout=30)
+            else:  # not our child: wait for it to be gone before its log is touched
+                deadline = time.monotonic() + 30
+                while _process_start(worker.pid) == worker.started and time.monotonic() < deadline:
+                    time.sleep(0.05)
             reason = f"its worker wrote nothing for {quiet:.0f} s (no heartbeat) and was killed"
         elif code is None:
             reason = "its worker ended without a terminal event (exit status unknown: adopted after a restart)"
@@ -198,7 +214,18 @@ class LocalExecutor:
             log.reopen()
             tail = _tail(run.path / OUTPUT_FILE)
             log.emit("failed", error=f"the run {reason}", log_tail=tail, supervisor=True)
+        run.clear_request()  # a stop or cancel meant for this worker must not end the run's next stretch
         (run.path / WORKER_FILE).unlink(missing_ok=True)
+
+
+def last_terminal(run: RunDir) -> str | None:
+    """The type of the run's last terminal event, or None when its latest stretch has not ended (or not begun)."""
+    for event in reversed(read_events(run.events)):
+        if event["type"] in TERMINAL:
+            return str(event["type"])
+        if event["type"] == "run_started":
+            return None
+    return None
 
 
 def worker_command(home: Home, run_id: str, resume: bool) -> list[str]:
@@ -219,7 +246,7 @@ def _process_start(pid: int) -> str | None:
     such process (or it is a zombie: it has ended and only waits to be reaped)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    except (FileNotFoundError, ProcessLookupError):  # other errors (too many open files) are not a verdict
         return None
     fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
     return None if fields[0] == "Z" else fields[19]

@@ -43,6 +43,7 @@ def execute(
         if resume:
             events.reopen()
         events.emit("failed", error=f"the data: {error}", log_tail=[])
+        run.clear_request()
         return "failed"
     return train_run(run, config, data, resume=resume, listeners=listeners)
 

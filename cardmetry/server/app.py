@@ -12,14 +12,17 @@ import asyncio
 import contextlib
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server.metrics import CONTENT_TYPE, ServerMetrics
@@ -28,20 +31,27 @@ from cardmetry.store.home import Home
 from cardmetry.store.uploads import MAX_UPLOAD_BYTES, UploadError, store_upload
 from cardmetry.training.config import TrainConfig
 from cardmetry.training.events import EventFollower, read_events
-from cardmetry.training.runs import RunDir, create_run, run_summaries, summarise
+from cardmetry.training.runs import ControlRequest, RunDir, create_run, run_summaries, summarise
 
 POLL_SECONDS = 0.2  # how often a WebSocket looks for new events
 PING_SECONDS = 15.0  # an application-level ping this often keeps proxies from closing a quiet connection
 OPEN_PATHS = ("/healthz", "/favicon.ico")  # answered without the access token
 TOKEN_COOKIE = "cardmetry_token"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 NO_TOKEN = "an access token is needed (docs/cli.md, cardmetry serve)"
 
 
-def create_app(home: Home, executor: LocalExecutor, token: str | None = None) -> FastAPI:
+def create_app(
+    home: Home, executor: LocalExecutor, token: str | None = None, allowed_hosts: Sequence[str] | None = None
+) -> FastAPI:
     """The app over `home`'s runs, starting runs through `executor`. With a `token`, every request but the open
     paths must carry it: `Authorization: Bearer TOKEN`, a `token` query parameter (which also sets a cookie, so a
-    browser asks once) or that cookie."""
+    browser asks once) or that cookie. With `allowed_hosts` (`cardmetry serve` on loopback, where there is no
+    token), a request naming another host, or a WebSocket opened by a page from another origin, is refused: a web
+    page the user visits cannot reach the API through DNS rebinding or a cross-site request."""
     app = FastAPI(title="cardmetry", summary="Train card-border models and measure cards.")
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     metrics = ServerMetrics(home, executor)
 
     def allowed(headers: Any, query: Any, cookies: Any) -> bool:
@@ -66,7 +76,8 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
             if token is not None and request.query_params.get("token") == token:
                 response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: one series per route
-        metrics.request_seconds.labels(request.method, route).observe(time.perf_counter() - began)
+        method = request.method if request.method in HTTP_METHODS else "other"  # any token is a method to h11
+        metrics.request_seconds.labels(method, route).observe(time.perf_counter() - began)
         return response
 
     @app.get("/healthz")
@@ -112,6 +123,9 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
                                       for e in error.errors()]) from None
         problems = [{"field": field, "problem": problem} for field in ("data", "val", "synthetic")
                     if (problem := _not_a_stored_dataset(getattr(config, field)))]
+        if config.weights is not None:  # a file or address on the server, which some frameworks would fetch
+            problems.append({"field": "weights", "problem": "starting weights cannot be named through the web app; "
+                                                           "use `cardmetry train --weights` on the server"})
         if problems:
             raise HTTPException(422, problems)
         run = create_run(home.runs, config)
@@ -132,13 +146,19 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
 
     @app.post("/api/runs/{run_id}/stop")
     def stop_run(run_id: str) -> dict[str, str]:
-        _run(home, run_id).request("stop")
-        return {"requested": "stop"}
+        return _request(_active(run_id), "stop")
 
     @app.post("/api/runs/{run_id}/cancel")
     def cancel_run(run_id: str) -> dict[str, str]:
-        _run(home, run_id).request("cancel")
-        return {"requested": "cancel"}
+        return _request(_active(run_id), "cancel")
+
+    def _active(run_id: str) -> RunDir:
+        """The run, if a worker runs it or it waits for one: a request left for a run that is not running would
+        end its next stretch at once (a cancel, deleting its checkpoints)."""
+        run = _run(home, run_id)
+        if run.id not in executor.running() and run.id not in executor.queued():
+            raise HTTPException(409, f"run {run_id} is not running")
+        return run
 
     @app.post("/api/runs/{run_id}/resume")
     def resume_run(run_id: str) -> dict[str, str]:
@@ -154,6 +174,10 @@ def create_app(home: Home, executor: LocalExecutor, token: str | None = None) ->
         """The run's events after `after`, then each new one as it is written; {"type": "ping"} when quiet."""
         if not allowed(websocket.headers, websocket.query_params, websocket.cookies):
             await websocket.close(code=4401, reason=NO_TOKEN)
+            return
+        origin = websocket.headers.get("origin")
+        if allowed_hosts is not None and origin and urlsplit(origin).hostname not in allowed_hosts:
+            await websocket.close(code=4403, reason=f"a page from {origin} may not watch runs here")
             return
         try:
             run = _run(home, run_id)
@@ -208,6 +232,11 @@ def _not_a_stored_dataset(reference: str | None) -> str | None:
     if Path(reference).exists():
         return f"{reference!r} is also a folder beside the server; name a stored dataset only"
     return None
+
+
+def _request(run: RunDir, what: ControlRequest) -> dict[str, str]:
+    run.request(what)
+    return {"requested": what}
 
 
 def _run(home: Home, run_id: str) -> RunDir:

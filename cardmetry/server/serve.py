@@ -87,7 +87,9 @@ def serve(home: Home, host: str, port: int, slots: int, open_browser: bool) -> N
     url = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?token={token}" if token else "")
     executor = LocalExecutor(home, slots)
     executor.start()
-    app = create_app(home, executor, token)
+    # On loopback there is no token: only requests naming this machine are answered (DNS rebinding).
+    hosts = ["127.0.0.1", "localhost", "::1", "[::1]"] if token is None else None
+    app = create_app(home, executor, token, allowed_hosts=hosts)
     log.info("cardmetry serving %s at %s (%d training slots)", home.root, url, slots)
     if open_browser and _has_display():
         threading.Timer(1.0, webbrowser.open, [url]).start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import uuid
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -26,6 +27,7 @@ from cardmetry.store.home import Home
 
 MAX_FILE_BYTES = 200 * 1024**2  # one file, or one zip member unpacked
 MAX_UPLOAD_BYTES = 4 * 1024**3  # everything one upload unpacks to
+MAX_FILES = 100_000  # files in one upload, zip members included
 CHUNK = 1024**2
 
 
@@ -66,28 +68,37 @@ class Staging:
     def add(self, name: str, stream: BinaryIO) -> None:
         """One uploaded file; a zip archive (by its name) is unpacked in its place."""
         relative = safe_relative(name)
-        if relative.suffix.lower() == ".zip":
-            self._unzip(name, stream)
-        else:
-            self._write(relative, stream, name)
+        try:
+            if relative.suffix.lower() == ".zip":
+                self._unzip(name, stream)
+            else:
+                self._write(relative, stream, name)
+        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError) as error:
+            raise UploadError(f"{name}: a damaged or unsupported zip archive ({error})") from None
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            raise UploadError(f"{name}: a file and a folder of the same name") from None
 
     def _write(self, relative: PurePosixPath, stream: BinaryIO, shown: str) -> None:
         target = self.root / relative
         if target.exists():
             raise UploadError(f"{shown}: given twice in one upload")
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
+        if self.files >= MAX_FILES:
+            raise UploadError(f"{shown}: over {MAX_FILES} files in one upload")
+        partial = self.root.parent / f"{self.root.name}.{self.files}.part"  # outside the upload: no name of its
         size = 0
-        with partial.open("wb") as out:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                self.total += len(chunk)
-                if size > self.max_file or self.total > self.max_total:
-                    out.close()
-                    partial.unlink()
-                    limit = self.max_file if size > self.max_file else self.max_total
-                    raise UploadError(f"{shown}: over the upload limit of {limit // 1024**2} MB", too_large=True)
-                out.write(chunk)
+        try:
+            with partial.open("wb") as out:
+                while chunk := stream.read(CHUNK):
+                    size += len(chunk)
+                    self.total += len(chunk)
+                    if size > self.max_file or self.total > self.max_total:
+                        limit = self.max_file if size > self.max_file else self.max_total
+                        raise UploadError(f"{shown}: over the upload limit of {limit // 1024**2} MB", too_large=True)
+                    out.write(chunk)
+        except BaseException:  # cut off, too large, or a damaged zip member: no half file is left
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(target)
         self.files += 1
 
@@ -102,6 +113,8 @@ class Staging:
                 raise UploadError(f"{name}: not a readable zip archive") from None
             with archive:
                 members = [m for m in archive.infolist() if not m.is_dir()]
+                if len(members) + self.files > MAX_FILES:
+                    raise UploadError(f"{name}: over {MAX_FILES} files in one upload")
                 for member in members:  # every name and size checked before anything is unpacked
                     safe_relative(member.filename)
                     if member.file_size > self.max_file:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -103,13 +105,73 @@ def test_unknown_runs_are_404(home: Home, path: str) -> None:
     assert client_for(home).get(path).status_code == 404
 
 
-def test_stop_and_cancel_reach_the_control_file(home: Home) -> None:
-    run = new_run(home, "r1")
-    client = client_for(home)
+def test_stop_and_cancel_reach_a_running_run_only(home: Home) -> None:
+    # A request left for a run that is not running would end its next stretch at once: refused.
+    running, idle = new_run(home, "r1"), new_run(home, "r2")
+    client = client_for(home, command=fake("sleep"))
+    client.post("/api/runs/r1/resume")  # no events yet: the worker starts it
     assert client.post("/api/runs/r1/stop").json() == {"requested": "stop"}
-    assert run.requested() == "stop"
+    assert running.requested() == "stop"
     client.post("/api/runs/r1/cancel")
-    assert run.requested() == "cancel"
+    assert running.requested() == "cancel"
+    assert client.post("/api/runs/r2/cancel").status_code == 409 and idle.requested() is None
+    os.killpg(client.get("/api/runs/r1").json()["worker_pid"], signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("terminal", "status"),
+    [
+        ("succeeded", 409),  # nothing to resume: it must not turn into a failed run
+        ("cancelled", 409),  # its checkpoints are gone
+        ("stopped", 200),  # what resume is for
+    ],
+)
+def test_only_an_unfinished_run_resumes(home: Home, terminal: str, status: int) -> None:
+    run = new_run(home, "r1")
+    log = EventLog(run.events)
+    log.emit("run_started", run="r1")
+    log.emit(terminal)
+    client = client_for(home, command=fake("succeed", "0.1"))
+    assert client.post("/api/runs/r1/resume").status_code == status
+    if status == 409:
+        assert [e["type"] for e in terminals_of(run)] == [terminal]
+
+
+def terminals_of(run: RunDir) -> list[dict]:
+    return [e for e in read_events(run.events) if e["type"] in TERMINAL]
+
+
+def test_starting_weights_cannot_be_named_through_the_api(home: Home) -> None:
+    response = client_for(home).post("/api/runs", json={"data": "tiny", "weights": "https://example.com/x.pkl"})
+    assert response.status_code == 422 and response.json()["detail"][0]["field"] == "weights"
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "status"),
+    [
+        ("127.0.0.1:8010", None, 200),  # the page itself
+        ("localhost:8010", "http://localhost:8010", 200),
+        ("evil.example:8010", None, 400),  # DNS rebinding: a name that now points here
+    ],
+)
+def test_on_loopback_only_requests_naming_this_machine_are_answered(
+    home: Home, host: str, origin: str | None, status: int
+) -> None:
+    executor = LocalExecutor(home, slots=1, command=fake("sleep"))
+    client = TestClient(create_app(home, executor, allowed_hosts=["127.0.0.1", "localhost"]))
+    headers = {"host": host, **({"origin": origin} if origin else {})}
+    assert client.get("/api/runs", headers=headers).status_code == status
+
+
+def test_a_websocket_from_another_origin_is_refused(home: Home) -> None:
+    written_run(home, 1)
+    executor = LocalExecutor(home, slots=1, command=fake("sleep"))
+    client = TestClient(create_app(home, executor, allowed_hosts=["testserver", "127.0.0.1"]))
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(
+        "/ws/runs/r1", headers={"origin": "http://evil.example"}
+    ) as socket:
+        socket.receive_json()
+    assert refused.value.code == 4403
 
 
 def written_run(home: Home, count: int) -> tuple[RunDir, EventLog]:
@@ -170,3 +232,9 @@ def test_metrics_count_runs_by_state_the_queue_requests_and_event_lag(home: Home
     assert 'cardmetry_request_seconds_count{method="GET",route="/api/runs"} 1.0' in text
     lag_count = next(line for line in text.splitlines() if line.startswith("cardmetry_event_lag_seconds_count"))
     assert lag_count.split()[-1] in ("1.0", "2.0")  # the live events; what the first read replayed is not counted
+
+
+def test_odd_methods_do_not_grow_the_metrics(home: Home) -> None:
+    client = client_for(home)
+    client.request("FOO1", "/api/runs")
+    assert "FOO1" not in client.get("/metrics").text

@@ -76,6 +76,11 @@ def test_a_zip_uploads_as_its_files(home: Home, tiny_cards: DataSource) -> None:
         ([("images\\a.jpg", b"x")], 400, "not a plain relative file name"),
         # not a zip at all
         ([("broken.zip", b"not a zip")], 400, "broken.zip: not a readable zip archive"),
+        # a member damaged in transit (its checksum does not match)
+        ([("crc.zip", zipped([("images/a.jpg", b"abcdefgh" * 20)]).replace(b"abcdefgh", b"abcdefgX", 1))], 400,
+         "crc.zip: a damaged or unsupported zip archive"),
+        # a file and a folder of one name
+        ([("clash.zip", zipped([("images", b"x"), ("images/a.jpg", b"y")]))], 400, "a file and a folder"),
         # over the per-file limit (lowered for the test)
         ([("images/big.jpg", b"x" * 3000)], 413, "images/big.jpg: over the upload limit"),
         # a zip that unpacks past the limit, however small it is
