@@ -56,7 +56,9 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (tests, smoke runs)")
     border_eval_images: int = Field(16, ge=0, description="validation images measured for the border error in mm")
     batch_event_seconds: float = Field(1.0, ge=0, description="at most one batch event per this many seconds")
-    heartbeat_seconds: float = Field(10.0, gt=0)
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, le=60, description="seconds between heartbeats (a supervisor kills a worker silent for 120 s)"
+    )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("data")
