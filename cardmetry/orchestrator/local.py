@@ -27,14 +27,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cardmetry.measure.files import write_text_atomic
 from cardmetry.store.home import Home
 from cardmetry.training.events import TERMINAL, EventLog, read_events
-from cardmetry.training.runs import RunDir
+from cardmetry.training.runs import RunDir, summarise
 
 WORKER_FILE = "worker.json"  # the live worker's pid and its start time, for adoption after a restart
 OUTPUT_FILE = "worker.log"  # everything the worker process printed
@@ -87,7 +87,8 @@ class LocalExecutor:
         """Queue a run whose folder holds its config; it starts when a slot is free."""
         run = RunDir.in_runs(self.home.runs, run_id)
         run.read_config()  # a folder without a config is refused now, not in a worker
-        ended = last_terminal(run)
+        state = summarise(run).state  # the run's latest stretch: a terminal event's type, "running" or "created"
+        ended = state if state in TERMINAL else None
         if resume and ended in ("succeeded", "cancelled"):
             raise ValueError(f"run {run_id} {ended}; there is nothing to resume")
         if not resume and ended is not None:
@@ -218,16 +219,6 @@ class LocalExecutor:
         (run.path / WORKER_FILE).unlink(missing_ok=True)
 
 
-def last_terminal(run: RunDir) -> str | None:
-    """The type of the run's last terminal event, or None when its latest stretch has not ended (or not begun)."""
-    for event in reversed(read_events(run.events)):
-        if event["type"] in TERMINAL:
-            return str(event["type"])
-        if event["type"] == "run_started":
-            return None
-    return None
-
-
 def worker_command(home: Home, run_id: str, resume: bool) -> list[str]:
     command = [sys.executable, "-m", "cardmetry.orchestrator.worker", run_id, "--home", str(home.root)]
     return [*command, "--resume"] if resume else command
@@ -270,5 +261,3 @@ def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
         return []
     return text.splitlines()[-lines:]
 
-
-__all__: Sequence[str] = ("LocalExecutor", "worker_command")

@@ -17,7 +17,7 @@ from cardmetry.server.app import create_app
 from cardmetry.store.home import Home
 from cardmetry.training.events import TERMINAL, EventLog, read_events
 from cardmetry.training.runs import RunDir
-from tests.orchestrator.test_local import fake, new_run, wait_until
+from tests.orchestrator.fakes import fake, new_run, wait_until
 from tests.training.toy import tiny_config
 
 
