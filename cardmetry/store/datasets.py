@@ -146,3 +146,31 @@ def data_source(home: Home, reference: str, progress: Callable[[int, int], None]
     if isinstance(validation, dict) and not validation.get("trainable", True):
         raise ValueError(f"{reference}: the stored version has validation errors (see `cardmetry dataset check`)")
     return DataSource(dataset, home.root, str(document["version"]))
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: str
+    images: int
+    trainable: bool
+    problems: int
+    source_format: str
+    created: float  # the manifest's modification time (Unix seconds)
+
+
+def list_datasets(home: Home) -> list[VersionInfo]:
+    """Every stored dataset version, newest first; a manifest that cannot be read is left out."""
+    found = []
+    for manifest in home.datasets.glob("*/*/manifest.json"):
+        try:
+            document = json.loads(manifest.read_text(encoding="utf-8"))
+            validation = document.get("validation") or {}
+            found.append(VersionInfo(
+                str(document["name"]), str(document["version"]), len(document["images"]),
+                bool(validation.get("trainable", True)), len(validation.get("problems", [])),
+                str(document.get("source_format", "")), manifest.stat().st_mtime,
+            ))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged manifest does not hide the others
+    return sorted(found, key=lambda info: info.created, reverse=True)

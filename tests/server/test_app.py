@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from cardmetry.orchestrator.local import LocalExecutor
-from cardmetry.server import app as app_module
+from cardmetry.server import runs as runs_module
 from cardmetry.server.app import create_app
 from cardmetry.store.home import Home
 from cardmetry.training.events import TERMINAL, EventLog, read_events
@@ -196,7 +196,7 @@ def test_the_websocket_replays_what_was_missed_then_streams_live(home: Home) -> 
 
 def test_a_quiet_websocket_is_pinged(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     written_run(home, 1)
-    monkeypatch.setattr(app_module, "PING_SECONDS", 0.3)
+    monkeypatch.setattr(runs_module, "PING_SECONDS", 0.3)
     with client_for(home).websocket_connect("/ws/runs/r1?after=1") as socket:
         began = time.monotonic()
         ping = socket.receive_json()

@@ -9,7 +9,7 @@ import pytest
 
 from cardmetry.data.instances import Dataset, Instance, LabeledImage
 from cardmetry.data.problems import Problem
-from cardmetry.store.datasets import check_name, import_dataset, load_version
+from cardmetry.store.datasets import check_name, import_dataset, list_datasets, load_version
 from cardmetry.store.home import Home
 
 
@@ -100,3 +100,14 @@ def test_the_validation_report_is_part_of_the_version(tmp_path: Path) -> None:
     assert broken.version != clean.version
     assert json.loads(clean.manifest.read_text())["validation"]["trainable"] is True
     assert json.loads(broken.manifest.read_text())["validation"]["trainable"] is False
+
+
+def test_list_datasets_names_every_version_and_skips_a_damaged_manifest(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    first = import_dataset(home, "cards", small_dataset(tmp_path / "src"), tmp_path / "src", [])
+    broken = home.datasets / "cards" / "0123456789ab" / "manifest.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{not json")  # a half-written or damaged manifest
+    listed = list_datasets(home)
+    assert [(v.name, v.version, v.images, v.trainable) for v in listed] == [("cards", first.version, 2, True)]
+
