@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 YOLO_STAMP := $(VENV)/.yolo-stamp
 export CARDMETRY_HOME ?= $(CURDIR)/cardmetry-data
 
-.PHONY: run test lint bench install clean
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: run test lint bench install clean browser
 
 install: $(STAMP)
 
@@ -24,10 +27,18 @@ $(YOLO_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,yolo]'
 	@touch $(YOLO_STAMP)
 
+# Debian's Chromium for the browser tests (Playwright drives it; Playwright never downloads a browser of its own).
+# A file target: once /usr/bin/chromium exists this costs nothing. DejaVu gives the screenshots a font to draw with.
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+
 run: $(STAMP)
 	$(BIN)/cardmetry demo
 
-test: $(STAMP) $(YOLO_STAMP)
+test: $(STAMP) $(YOLO_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 -q
 

@@ -546,13 +546,28 @@ def serve(
     home: Annotated[Path | None, typer.Option(help=HOME_HELP)] = None,
     workers: Annotated[int, typer.Option(min=1, help="Training runs at once, each in a worker process.")] = 2,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
+    database_url: Annotated[str | None, typer.Option(
+        help="SQLAlchemy URL of the database (default: $CARDMETRY_DATABASE_URL, else sqlite:///HOME/cardmetry.db).",
+    )] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Store a small synthetic dataset first if the home has none.")]
+    = False,
 ) -> None:
     """Start the web app's server (HTTP API and run events over WebSocket) with local training workers."""
+    import sqlalchemy
+
     from cardmetry.server.serve import PortTakenError
     from cardmetry.server.serve import serve as run_server
+    from cardmetry.store.database import DATABASE_URL_ENV, Catalog
     from cardmetry.store.home import Home
 
+    where = Home.from_env(home)
+    if database_url:
+        os.environ[DATABASE_URL_ENV] = database_url  # what the app's Catalog.open reads
+    try:  # a wrong URL, a database that cannot be reached or a missing driver: one line, before the port is bound
+        Catalog.open(where).close()
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+        raise fail(f"the database cannot be opened: {error}", code=1) from None
     try:
-        run_server(Home.from_env(home), host, port, workers, open_browser=not no_browser)
+        run_server(where, host, port, workers, open_browser=not no_browser, demo=demo)
     except PortTakenError as error:
         raise fail(str(error), code=1) from None

@@ -10,7 +10,10 @@ and `slots` workers at most (two by default: an outer and a graphic model side b
   which writes no heartbeat) it has `start_seconds` from its launch;
 - a worker that cannot be launched at all fails its run with the reason;
 - a worker still running when the executor starts again (a server restart) is adopted from the run's
-  `worker.json`, and one that is gone is failed for it.
+  `worker.json`, and one that is gone is failed for it;
+- the queue outlives the executor: a queued run has a `queued.json` in its folder ({"resume": bool, "queued":
+  time.time() when submitted}), removed when its worker is launched (or its run is failed or refused), so the
+  next executor on the same home queues again, in their first order, the runs still waiting.
 A worker starts in a session of its own, so a Ctrl-C meant for the server does not reach it; stop and cancel go
 through the run's control file (`RunDir.request`), which the worker acts on.
 """
@@ -38,6 +41,7 @@ from cardmetry.training.runs import RunDir, summarise
 
 WORKER_FILE = "worker.json"  # the live worker's pid and its start time, for adoption after a restart
 OUTPUT_FILE = "worker.log"  # everything the worker process printed
+QUEUED_FILE = "queued.json"  # a run waiting for a slot: {"resume": bool, "queued": time.time()}
 TAIL_LINES = 20
 log = logging.getLogger(__name__)
 
@@ -85,17 +89,11 @@ class LocalExecutor:
     # --- what callers use ------------------------------------------------------------------------------------
     def submit(self, run_id: str, resume: bool = False) -> None:
         """Queue a run whose folder holds its config; it starts when a slot is free."""
-        run = RunDir.in_runs(self.home.runs, run_id)
-        run.read_config()  # a folder without a config is refused now, not in a worker
-        state = summarise(run).state  # the run's latest stretch: a terminal event's type, "running" or "created"
-        ended = state if state in TERMINAL else None
-        if resume and ended in ("succeeded", "cancelled"):
-            raise ValueError(f"run {run_id} {ended}; there is nothing to resume")
-        if not resume and ended is not None:
-            raise ValueError(f"run {run_id} has ended ({ended}); resume it instead")
+        run = _check_submittable(RunDir.in_runs(self.home.runs, run_id), resume)
         with self._lock:
             if run_id in self._workers or any(queued == run_id for queued, _ in self._queue):
                 raise ValueError(f"run {run_id} is queued or running already")
+            write_text_atomic(run.path / QUEUED_FILE, json.dumps({"resume": resume, "queued": time.time()}))
             self._queue.append((run_id, resume))
         self.poll()
 
@@ -137,11 +135,14 @@ class LocalExecutor:
                     self._workers[run_id] = worker
 
     def recover(self) -> None:
-        """Adopt the workers a previous executor left running; fail the runs whose worker is gone."""
+        """Adopt the workers a previous executor left running; fail the runs whose worker is gone; queue again
+        the runs it left waiting."""
         if not self.home.runs.is_dir():
             return
+        launched = set()
         for record in sorted(self.home.runs.glob(f"*/{WORKER_FILE}")):
             run = RunDir(record.parent)
+            launched.add(run.id)
             try:
                 saved = json.loads(record.read_text())
                 pid, started, from_seq = int(saved["pid"]), str(saved["started"]), int(saved["from_seq"])
@@ -153,6 +154,26 @@ class LocalExecutor:
             else:
                 gone = "its worker was gone when the executor started again (the machine or the server restarted)"
                 self._end(run, from_seq, gone)
+        self._queue.extend(self._waiting(launched))
+
+    def _waiting(self, launched: set[str]) -> list[tuple[str, bool]]:
+        """The runs a previous executor queued and did not launch, in the order they were queued; a marker that
+        is damaged, left by a launched run, or names a run that can no longer be queued is removed."""
+        waiting: list[tuple[float, str, bool]] = []
+        for marker in self.home.runs.glob(f"*/{QUEUED_FILE}"):
+            run = RunDir(marker.parent)
+            try:
+                saved = json.loads(marker.read_text())
+                resume, queued = saved["resume"], float(saved["queued"])
+                if run.id in launched or not isinstance(resume, bool):
+                    raise ValueError("launched already, or a damaged marker")
+                _check_submittable(RunDir.in_runs(self.home.runs, run.id), resume)
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                log.warning("run %s is not queued again: %s", run.id, error)
+                marker.unlink(missing_ok=True)
+                continue
+            waiting.append((queued, run.id, resume))
+        return [(run_id, resume) for _, run_id, resume in sorted(waiting)]
 
     def _supervise(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -176,6 +197,7 @@ class LocalExecutor:
         worker = _Worker(run, process.pid, _process_start(process.pid) or "", process, from_seq, time.time())
         write_text_atomic(run.path / WORKER_FILE,
                           json.dumps({"pid": worker.pid, "started": worker.started, "from_seq": from_seq}))
+        (run.path / QUEUED_FILE).unlink(missing_ok=True)  # after worker.json: a restart in between adopts it
         return worker
 
     def _supervise_one(self, worker: _Worker) -> bool:
@@ -217,6 +239,20 @@ class LocalExecutor:
             log.emit("failed", error=f"the run {reason}", log_tail=tail, supervisor=True)
         run.clear_request()  # a stop or cancel meant for this worker must not end the run's next stretch
         (run.path / WORKER_FILE).unlink(missing_ok=True)
+        (run.path / QUEUED_FILE).unlink(missing_ok=True)  # a worker that could not be launched: the run is over
+
+
+def _check_submittable(run: RunDir, resume: bool) -> RunDir:
+    """The run, when it may be queued: its folder holds a config, and it has not ended (`resume` False) or may
+    go on (`resume` True); ValueError or FileNotFoundError naming the problem."""
+    run.read_config()  # a folder without a config is refused now, not in a worker
+    state = summarise(run).state  # the run's latest stretch: a terminal event's type, "running" or "created"
+    ended = state if state in TERMINAL else None
+    if resume and ended in ("succeeded", "cancelled"):
+        raise ValueError(f"run {run.id} {ended}; there is nothing to resume")
+    if not resume and ended is not None:
+        raise ValueError(f"run {run.id} has ended ({ended}); resume it instead")
+    return run
 
 
 def worker_command(home: Home, run_id: str, resume: bool) -> list[str]:

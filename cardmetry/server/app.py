@@ -7,9 +7,12 @@ pages and API read back what the runs' folders and the store hold.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any
 
@@ -21,8 +24,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server import datasets, grading, models, runs
 from cardmetry.server.context import ServerContext
+from cardmetry.server.limits import BodyLimit
 from cardmetry.server.metrics import CONTENT_TYPE, ServerMetrics
 from cardmetry.server.pages import STATIC
+from cardmetry.store.database import Catalog
 from cardmetry.store.home import Home
 from cardmetry.store.uploads import MAX_UPLOAD_BYTES
 
@@ -30,21 +35,31 @@ OPEN_PATHS = ("/healthz", "/favicon.ico")  # answered without the access token
 TOKEN_COOKIE = "cardmetry_token"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 NO_TOKEN = "an access token is needed (docs/cli.md, cardmetry serve)"
+CATALOG_SYNC_SECONDS = 2.0  # how far the database index may lag the run folders
 
 
 def create_app(
-    home: Home, executor: LocalExecutor, token: str | None = None, allowed_hosts: Sequence[str] | None = None
+    home: Home,
+    executor: LocalExecutor,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    catalog: Catalog | None = None,
 ) -> FastAPI:
     """The app over `home`'s runs, starting runs through `executor`. With a `token`, every request but the open
     paths must carry it: `Authorization: Bearer TOKEN`, a `token` query parameter (which also sets a cookie, so a
     browser asks once) or that cookie. With `allowed_hosts` (`cardmetry serve` on loopback, where there is no
     token), a request naming another host, or a WebSocket opened by a page from another origin, is refused: a web
-    page the user visits cannot reach the API through DNS rebinding or a cross-site request."""
-    app = FastAPI(title="cardmetry", summary="Train card-border models and measure cards.")
+    page the user visits cannot reach the API through DNS rebinding or a cross-site request. The `catalog` (by
+    default the home's database) is synced once here and then every couple of seconds while the app runs."""
+    catalog = catalog or Catalog.open(home)
+    catalog.sync()
+    app = FastAPI(title="cardmetry", summary="Train card-border models and measure cards.",
+                  lifespan=_keep_in_step(catalog))
+    app.add_middleware(BodyLimit, max_bytes=MAX_UPLOAD_BYTES)  # innermost: the token and host checks answer first
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     metrics = ServerMetrics(home, executor)
-    ctx = ServerContext(home, executor, metrics)
+    ctx = ServerContext(home, executor, metrics, catalog)
 
     def allowed(headers: Any, query: Any, cookies: Any) -> bool:
         if token is None:
@@ -58,11 +73,8 @@ def create_app(
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Response:
         began = time.perf_counter()
-        declared = int(request.headers.get("content-length") or 0)
         if request.url.path not in OPEN_PATHS and not allowed(request.headers, request.query_params, request.cookies):
             response: Response = JSONResponse({"detail": NO_TOKEN}, 401)
-        elif declared > MAX_UPLOAD_BYTES:  # refused before a byte of it is read
-            response = JSONResponse({"detail": f"over the upload limit of {MAX_UPLOAD_BYTES // 1024**2} MB"}, 413)
         else:
             response = await call_next(request)
             if token is not None and request.query_params.get("token") == token:
@@ -96,3 +108,27 @@ def create_app(
     app.include_router(grading.router(ctx))
     return app
 
+
+def _keep_in_step(catalog: Catalog) -> Any:
+    """The app's lifespan: a task that syncs the catalog in a worker thread every CATALOG_SYNC_SECONDS (the sync
+    reads files and writes the database; the event loop never waits on it), cancelled when the app stops."""
+
+    async def keep_syncing() -> None:
+        while True:
+            await asyncio.sleep(CATALOG_SYNC_SECONDS)
+            try:
+                await asyncio.to_thread(catalog.sync)
+            except Exception:  # a failed sync (a locked or unreachable database) is retried, never fatal
+                logging.getLogger(__name__).exception("the catalog sync failed; trying again")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(keep_syncing())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan

@@ -1,4 +1,5 @@
-"""What every part of the app shares: the home, the executor, the metrics, and how a request's run is found."""
+"""What every part of the app shares: the home, the executor, the metrics, the catalog (the database index over
+the home, and which model measuring uses), and how a request's run is found."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import HTTPException
 
 from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server.metrics import ServerMetrics
+from cardmetry.store.database import Catalog
 from cardmetry.store.home import Home
 from cardmetry.training.runs import RunDir
 
@@ -17,6 +19,7 @@ class ServerContext:
     home: Home
     executor: LocalExecutor
     metrics: ServerMetrics
+    catalog: Catalog
 
     def run(self, run_id: str) -> RunDir:
         """The run folder a request names; 404 for an id that is not a run (and never a path outside the runs)."""

@@ -1,39 +1,206 @@
-"""Datasets: uploads (many files or zips at once, stored by content as a new version) and the datasets pages."""
+"""Datasets: uploads (many files or zips at once, stored by content as a new version), every stored version with
+its validation report and stats, a gallery of each version's images with the labels drawn, box-to-polygon
+refinement into a new version, and the datasets pages.
+
+Names, versions and image digests from a request are checked against strict patterns before they name anything on
+disk, and an image is served only through a version that holds it. Everything that reads many files or pixels
+runs in a thread, so the server keeps answering meanwhile.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.datastructures import UploadFile
 
+from cardmetry.data.images import ImageError
+from cardmetry.data.stats import dataset_stats
 from cardmetry.server.context import ServerContext
 from cardmetry.server.pages import page
-from cardmetry.store.uploads import UploadError, store_upload
+from cardmetry.server.threads import run_long
+from cardmetry.store.blobs import BlobStore
+from cardmetry.store.datasets import check_name, list_datasets, load_version, refine_version
+from cardmetry.store.home import Home
+from cardmetry.store.thumbnails import MAX_SIZE, MIN_SIZE, cached_thumbnail
+from cardmetry.store.uploads import MAX_FILES, UploadError, store_upload
+
+VERSION = re.compile(r"^[0-9a-f]{12}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+GALLERY_PAGE = 48  # images per gallery page unless asked otherwise
+GALLERY_MAX = 200
+THUMBNAIL_SIZE = 256
+FORM_FIELDS = 100  # text fields an upload may carry besides its files (it needs none)
+
+
+def created_at(seconds: float) -> str:
+    """A manifest's modification time as ISO 8601 in UTC, the form every page shows and sorts."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+@lru_cache(maxsize=32)
+def _read_manifest(path: Path, modified_ns: int) -> dict[str, Any]:
+    """A manifest parsed once: versions never change, and the modification time in the key covers a rewrite."""
+    document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return document
+
+
+def version_document(home: Home, name: str, version: str) -> dict[str, Any]:
+    """The manifest of `name`/`version`, or 404 saying which part is wrong (never a path outside the datasets)."""
+    try:
+        check_name(name)
+    except ValueError as error:
+        raise HTTPException(404, str(error)) from None
+    if not VERSION.match(version):
+        raise HTTPException(404, f"invalid dataset version {version!r}: 12 hexadecimal digits")
+    manifest = home.datasets / name / version / "manifest.json"
+    try:
+        return _read_manifest(manifest, manifest.stat().st_mtime_ns)
+    except FileNotFoundError:
+        raise HTTPException(404, f"no dataset version {name}/{version}") from None
+    except (OSError, ValueError) as error:
+        raise HTTPException(500, f"{name}/{version}: the manifest cannot be read ({error})") from None
+
+
+def version_report(home: Home, document: dict[str, Any]) -> dict[str, Any]:
+    """What the version page shows above the gallery: the validation report, the classes and the stats."""
+    dataset, _ = load_version(home, document["name"], document["version"])
+    dataset.format = str(document.get("source_format", ""))
+    validation = document.get("validation") or {}
+    problems = list(validation.get("problems", []))
+    manifest = home.datasets / document["name"] / document["version"] / "manifest.json"
+    return {
+        "name": document["name"],
+        "version": document["version"],
+        "format": document.get("source_format", ""),
+        "created": created_at(manifest.stat().st_mtime),
+        "derived_from": document.get("derived_from"),
+        "classes": list(document["classes"]),
+        "images": len(document["images"]),
+        "trainable": bool(validation.get("trainable", True)),
+        "errors": sum(p.get("severity") == "error" for p in problems),
+        "warnings": sum(p.get("severity") == "warning" for p in problems),
+        "problems": problems,
+        "stats": dataset_stats(dataset),
+    }
+
+
+def gallery_entry(home: Home, entry: dict[str, Any]) -> dict[str, Any]:
+    blob = BlobStore(home.blobs).path_for(str(entry["sha256"]))
+    return {
+        "sha256": entry["sha256"],
+        "name": entry["name"],
+        "width": entry["width"],
+        "height": entry["height"],
+        "bytes": blob.stat().st_size if blob.is_file() else None,
+        "instances": len(entry["instances"]),
+        "boxes": sum(bool(i["is_box"]) for i in entry["instances"]),
+    }
 
 
 def router(ctx: ServerContext) -> APIRouter:
     api = APIRouter()
+    home = ctx.home
 
     @api.get("/datasets", response_class=HTMLResponse, include_in_schema=False)
     def datasets_page(request: Request) -> HTMLResponse:
-        return page(request, "datasets.html", "Datasets", "datasets")
+        return page(request, "datasets.html", "Datasets", "datasets", max_files=MAX_FILES)
+
+    @api.get("/datasets/{name}/{version}", response_class=HTMLResponse, include_in_schema=False)
+    def dataset_page(request: Request, name: str, version: str) -> HTMLResponse:
+        version_document(home, name, version)  # 404 before a page is drawn for nothing
+        return page(request, "dataset.html", f"Dataset {name}", "datasets", name=name, version=version,
+                    thumbnail_size=THUMBNAIL_SIZE, gallery_page=GALLERY_PAGE)
+
+    @api.get("/api/datasets")
+    def list_versions() -> list[dict[str, Any]]:
+        """Every stored version, newest first."""
+        return [
+            {"name": info.name, "version": info.version, "images": info.images, "trainable": info.trainable,
+             "problems": info.problems, "format": info.source_format, "created": created_at(info.created)}
+            for info in list_datasets(home)
+        ]
 
     @api.post("/api/datasets/{name}/upload", status_code=201)
-    async def upload_dataset(name: str, files: list[UploadFile]) -> dict[str, Any]:
-        """Store the files (images and labels, each under the relative path given, or zip archives of them) as a
-        new version of dataset `name`, and say what was stored and what the validation found."""
-        given = [(upload.filename or "", upload.file) for upload in files]
+    async def upload_dataset(name: str, request: Request) -> dict[str, Any]:
+        """Store the files (multipart field `files`: images and labels, each under the relative path given, or
+        zip archives of them) as a new version of dataset `name`, and say what was stored and what the
+        validation found."""
+        # Read here rather than as a parameter: the framework's own form reading stops at 1000 files, and one
+        # folder of 564 scans with their labels is 1128.
+        form = await request.form(max_files=MAX_FILES, max_fields=FORM_FIELDS)
         try:
-            result = await asyncio.to_thread(store_upload, ctx.home, name, given)
-        except UploadError as error:
-            raise HTTPException(413 if error.too_large else 400, str(error)) from None
-        except ValueError as error:
-            raise HTTPException(400, str(error)) from None
+            given = [(upload.filename or "", upload.file) for upload in form.getlist("files")
+                     if isinstance(upload, UploadFile)]
+            if not given:
+                raise HTTPException(422, "files: no files in the upload (multipart field 'files')")
+            try:
+                result = await run_long(store_upload, home, name, given)
+            except UploadError as error:
+                raise HTTPException(413 if error.too_large else 400, str(error)) from None
+            except ValueError as error:
+                raise HTTPException(400, str(error)) from None
+        finally:
+            await form.close()
         stored = result.stored
         return {"name": stored.name, "version": stored.version, "files": result.files, "images": stored.images,
                 "new_images": stored.new_blobs, "trainable": stored.trainable, "problems": result.problems,
                 "duplicates": [{"kept": kept, "duplicate": duplicate} for kept, duplicate in stored.duplicates]}
+
+    @api.get("/api/datasets/{name}/{version}")
+    async def version_detail(name: str, version: str) -> dict[str, Any]:
+        """The validation report (every problem with file, line, severity and message), classes and stats."""
+        document = version_document(home, name, version)
+        return await asyncio.to_thread(version_report, home, document)
+
+    @api.get("/api/datasets/{name}/{version}/images")
+    def version_images(
+        name: str, version: str, offset: int = Query(0, ge=0), limit: int = Query(GALLERY_PAGE, ge=1, le=GALLERY_MAX)
+    ) -> dict[str, Any]:
+        """One page of the gallery, in the manifest's order (by content hash)."""
+        entries = version_document(home, name, version)["images"]
+        shown = entries[offset:offset + limit]
+        return {"total": len(entries), "offset": offset, "limit": limit,
+                "images": [gallery_entry(home, entry) for entry in shown]}
+
+    @api.get("/api/datasets/{name}/{version}/images/{sha256}.jpg", response_class=FileResponse)
+    async def version_thumbnail(
+        name: str, version: str, sha256: str, size: int = Query(THUMBNAIL_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
+    ) -> FileResponse:
+        """The image scaled to `size` pixels on its longest side (never enlarged), outer labels drawn in cyan and
+        graphic ones in magenta. Only an image of this version is served."""
+        if not SHA256.match(sha256):
+            raise HTTPException(404, f"{sha256!r} is not an image digest (64 hexadecimal digits)")
+        document = version_document(home, name, version)
+        entry = next((e for e in document["images"] if e["sha256"] == sha256), None)
+        if entry is None:
+            raise HTTPException(404, f"no image {sha256[:12]}... in {name}/{version}")
+        try:
+            path = await asyncio.to_thread(cached_thumbnail, home, entry, size)
+        except ImageError as error:
+            raise HTTPException(422, f"{entry['name']}: {error.problem}") from None
+        # The key names the content and the labels: the picture at this address never changes.
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+    @api.post("/api/datasets/{name}/{version}/refine", status_code=201)
+    async def refine(name: str, version: str) -> dict[str, Any]:
+        """Box-to-polygon refinement, stored as a new version of the dataset: which version, how many boxes were
+        refined, and each refused box with its image and the reason."""
+        version_document(home, name, version)
+        try:
+            outcome = await run_long(refine_version, home, name, version)
+        except ValueError as error:
+            raise HTTPException(409, str(error)) from None
+        stored = outcome.stored
+        return {"name": stored.name, "version": stored.version, "source_version": outcome.source_version,
+                "new": stored.version != outcome.source_version, "boxes": outcome.boxes, "refined": outcome.refined,
+                "refusals": outcome.refusals, "unreadable": outcome.unreadable, "trainable": stored.trainable}
 
     return api

@@ -1,20 +1,235 @@
 """Grading: measure an uploaded card (front, and back if there is one) and show its overlay, centering table,
-grade ceilings and flags, with the JSON and the customer report to download."""
+grade ceilings and flags, with the JSON and the customer report to download.
+
+The measuring itself is the measure layer's (through `store.measurements`, which keeps each grading's folder);
+this module reads the upload with its size capped, runs each side in a thread so the server keeps answering, and
+serves the files back. A refused card is an answer like any other (`status: refused` with its reason); only an
+upload that is not a usable image is an HTTP error.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+import asyncio
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from cardmetry.geometry.specs import CardSpec, card_spec
+from cardmetry.measure.grades import GradeTable, load_tables
 from cardmetry.server.context import ServerContext
 from cardmetry.server.pages import page
+from cardmetry.server.threads import run_long
+from cardmetry.store.measurements import (
+    MAX_IMAGE_BYTES,
+    SIDES,
+    GradingFolder,
+    ModelUnavailableError,
+    PredictorCache,
+    SavedImage,
+    SideResult,
+    TooLargeError,
+    UnreadableImageError,
+    check_id,
+    check_served_name,
+    load_role_models,
+    read_document,
+    read_meta,
+    recent,
+    served_file,
+)
+
+if TYPE_CHECKING:
+    from cardmetry.models.predictors import Predictor
+
+SPECS = ("standard", "small")
+MAX_FORM_BYTES = len(SIDES) * MAX_IMAGE_BYTES + 1024**2  # both images and the small fields around them
+MEDIA_TYPES = {"json": "application/json", "overlay.png": "image/png", "report.html": "text/html; charset=utf-8"}
+# The report is our own HTML with its images inline; it is served with no right to run or fetch anything.
+REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+class _FormTooLargeError(Exception):
+    """The request body went over MAX_FORM_BYTES while it was read."""
 
 
 def router(ctx: ServerContext) -> APIRouter:
     api = APIRouter()
+    tables = load_tables()  # the bundled grade tables, read once
+    predictors = PredictorCache()  # models stay loaded between cards
 
     @api.get("/grade", response_class=HTMLResponse, include_in_schema=False)
     def grade_page(request: Request) -> HTMLResponse:
-        return page(request, "grade.html", "Grade", "grade")
+        return page(request, "grade.html", "Grade", "grade", specs=SPECS)
+
+    @api.post("/api/grade", status_code=201)
+    async def grade(request: Request) -> dict[str, Any]:
+        """Measure a card. Multipart form: `front` (an image, required), `back` (optional), `spec` (standard or
+        small). Each side is measured with the models the database marks as measuring, the classical detector
+        for a role without one. 400 for a file that is not a usable image (naming it), 413 over the size limit,
+        409 when a chosen model cannot be loaded."""
+        form = await _read_form(request)
+        try:
+            uploads = _side_uploads(form)
+            card = _card(form)
+            model_runs = await asyncio.to_thread(_active_models, ctx)  # a database read: off the event loop
+            try:
+                models = await asyncio.to_thread(load_role_models, ctx.home, model_runs, predictors)
+            except ModelUnavailableError as error:
+                raise HTTPException(409, f"{error}; choose another model on the Models page") from None
+            folder = GradingFolder(ctx.home)
+            try:
+                results = await _measure_sides(folder, uploads, card, tables, models)
+                meta = await asyncio.to_thread(folder.finish, [side.saved for side in results], model_runs)
+            except TooLargeError as error:
+                folder.discard()
+                raise HTTPException(413, str(error)) from None
+            except UnreadableImageError as error:
+                folder.discard()
+                raise HTTPException(400, str(error)) from None
+            except BaseException:  # nothing half-written stays: a folder without meta.json is removed
+                folder.discard()
+                raise
+        finally:
+            await form.close()
+        return _answer(meta, {side.saved.side: side.result.as_json() for side in results})
+
+    @api.get("/api/measurements")
+    def list_measurements(limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
+        """The newest gradings first: each one's meta.json with the status of each side."""
+        listed = []
+        for meta in recent(ctx.home, limit):
+            status = {side: read_document(ctx.home, meta["id"], side)["status"] for side in meta["sides"]}
+            listed.append({**meta, "status": status})
+        return listed
+
+    @api.get("/api/measurements/{measurement_id}")
+    def get_measurement(measurement_id: str) -> dict[str, Any]:
+        """A grading as POST /api/grade answered it."""
+        try:
+            meta = read_meta(ctx.home, measurement_id)
+            documents = {side: read_document(ctx.home, measurement_id, side) for side in meta["sides"]}
+        except (ValueError, FileNotFoundError) as error:
+            raise HTTPException(404, str(error)) from None
+        return _answer(meta, documents)
+
+    @api.get("/api/measurements/{measurement_id}/{filename}", response_class=FileResponse)
+    def measurement_file(measurement_id: str, filename: str, download: bool = False) -> FileResponse:
+        """SIDE.json, SIDE.overlay.png or SIDE.report.html; `?download=1` sends it as an attachment."""
+        try:
+            path = served_file(ctx.home, check_id(measurement_id), check_served_name(filename))
+        except (ValueError, FileNotFoundError) as error:
+            raise HTTPException(404, str(error)) from None
+        kind = filename.split(".", 1)[1]
+        headers = {"X-Content-Type-Options": "nosniff"}
+        if kind == "report.html":
+            headers["Content-Security-Policy"] = REPORT_POLICY
+        return FileResponse(
+            path,
+            media_type=MEDIA_TYPES[kind],
+            headers=headers,
+            filename=f"cardmetry-{measurement_id}-{filename}" if download else None,
+            content_disposition_type="attachment" if download else "inline",
+        )
 
     return api
+
+
+async def _capped(stream: AsyncGenerator[bytes, None], limit: int) -> AsyncGenerator[bytes, None]:
+    """The request body, stopped as soon as it passes `limit` bytes (a body without Content-Length too)."""
+    total = 0
+    async for chunk in stream:
+        total += len(chunk)
+        if total > limit:
+            raise _FormTooLargeError
+        yield chunk
+
+
+async def _read_form(request: Request) -> FormData:
+    """The multipart form, read with its size capped while it arrives; 413 over the cap, 400 if malformed."""
+    too_large = HTTPException(413, f"the upload is over {MAX_FORM_BYTES // 1024**2} MB "
+                                   f"(at most {MAX_IMAGE_BYTES // 1024**2} MB per image)")
+    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:  # refused before a byte is read
+        raise too_large
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(400, "send the card as multipart/form-data: front (an image), back, spec")
+    parser = MultiPartParser(request.headers, _capped(request.stream(), MAX_FORM_BYTES), max_files=len(SIDES),
+                             max_fields=8)
+    try:
+        return await parser.parse()
+    except _FormTooLargeError:
+        raise too_large from None
+    except MultiPartException as error:
+        raise HTTPException(400, f"the upload is not a readable form: {error.message}") from None
+
+
+def _side_uploads(form: FormData) -> list[tuple[str, UploadFile]]:
+    """(side, file) for front and, where one was chosen, back. A browser sends an empty file input as a part
+    with no name and no bytes (some clients as an empty text field): that is no back. 422 without a front, or
+    with a side that is not a file."""
+    uploads = []
+    for side in SIDES:
+        value = form.get(side)
+        if value is None or value == "" or (isinstance(value, UploadFile) and not value.filename and not value.size):
+            continue
+        if not isinstance(value, UploadFile):
+            raise HTTPException(422, f"{side}: must be an image file, not a text field")
+        uploads.append((side, value))
+    if not uploads or uploads[0][0] != "front":
+        raise HTTPException(422, "front: an image of the card's front is required")
+    return uploads
+
+
+def _card(form: FormData) -> CardSpec:
+    name = form.get("spec") or "standard"
+    if not isinstance(name, str) or name not in SPECS:
+        raise HTTPException(422, f"spec: must be one of {', '.join(SPECS)}, not {name!r}")
+    return card_spec(name)
+
+
+def _active_models(ctx: ServerContext) -> dict[str, str | None]:
+    """The run id that measures each role, as the database has it (None: the classical detector)."""
+    chosen = ctx.catalog.active_models()
+    return {"outer": chosen.get("outer"), "graphic": chosen.get("graphic")}
+
+
+async def _measure_sides(
+    folder: GradingFolder, uploads: Sequence[tuple[str, UploadFile]], card: CardSpec, tables: Sequence[GradeTable],
+    models: Mapping[str, Predictor | None],
+) -> list[SideResult]:
+    """Keep and check every side first (so a corrupt back refuses the whole grading before anything is
+    measured), then measure the sides at the same time, each in a thread of its own."""
+    saved: list[SavedImage] = []
+    for side, upload in uploads:
+        saved.append(await asyncio.to_thread(folder.save_image, side, upload.filename, upload.file))
+    images = [await asyncio.to_thread(folder.load, image) for image in saved]
+    measured = await asyncio.gather(
+        *(run_long(folder.measure, image, pixels, card, tables, models)
+          for image, pixels in zip(saved, images, strict=True)),
+        return_exceptions=True,  # every thread ends before the folder may be discarded
+    )
+    results: list[SideResult] = []
+    for outcome in measured:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        results.append(outcome)
+    return results
+
+
+def _urls(measurement_id: str, side: str) -> dict[str, str]:
+    base = f"/api/measurements/{measurement_id}/{side}"
+    return {"json": f"{base}.json", "overlay": f"{base}.overlay.png", "report": f"{base}.report.html"}
+
+
+def _answer(meta: dict[str, Any], documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the page shows: each side's document with the addresses of its files, and the models used."""
+    return {
+        "id": meta["id"],
+        "created": meta["created"],
+        "name": meta["name"],
+        "sides": {side: {"document": documents[side], **_urls(meta["id"], side)} for side in meta["sides"]},
+        "models": {"outer": meta["outer_model"], "graphic": meta["graphic_model"]},
+    }

@@ -5,32 +5,55 @@ It holds no training logic: runs go to the executor (`cardmetry.orchestrator.loc
 processes, and everything shown is read back from the runs' folders. A run's events are streamed from its event
 log, so a page that connects late, or reconnects with `after=SEQ`, first gets what it missed, and a server restart
 loses nothing.
+
+A run's detail adds what only the executor knows to the summary the events give: `status` (queued, starting,
+running, or how it ended) and the `actions` (stop, cancel, resume) the API accepts now, so the pages never guess
+either. The train page's start form is built from TrainConfig's own fields (types, defaults, bounds, help); the
+pages' live parts are static/run.js (watching a run) and static/train.js.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+import types
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
+import annotated_types
+from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
+from cardmetry.models.registry import list_backends
+from cardmetry.orchestrator.local import OUTPUT_FILE, WORKER_FILE, LocalExecutor
 from cardmetry.server.context import ServerContext
 from cardmetry.server.pages import page
-from cardmetry.store.datasets import check_name
-from cardmetry.training.config import TrainConfig
-from cardmetry.training.events import EventFollower, read_events
-from cardmetry.training.runs import ControlRequest, RunDir, create_run, run_summaries, summarise
+from cardmetry.store.datasets import check_name, list_datasets
+from cardmetry.training.config import AugmentConfig, TrainConfig
+from cardmetry.training.events import TERMINAL, EventFollower, read_events
+from cardmetry.training.runs import ControlRequest, RunDir, RunSummary, create_run, run_summaries, summarise
 
 POLL_SECONDS = 0.2  # how often a WebSocket looks for new events
 PING_SECONDS = 15.0  # an application-level ping this often keeps proxies from closing a quiet connection
+MAX_LOG_LINES = 500  # the most lines /api/runs/{id}/log answers with, whatever is asked
+LOG_TAIL_BYTES = 256 * 1024  # read from a log's end: enough for MAX_LOG_LINES lines of any sane length
+# A run that ended so goes on from its last checkpoint. A "created" run with neither a worker nor a place in the
+# queue never started (its queue marker was lost, or it was made by hand): resuming it starts it.
+RESUMABLE = ("stopped", "failed", "created")
+# The start form's settings, read from TrainConfig itself (type, default, bounds, help) so they never drift from
+# it. The data sets, role, backend and variant have controls of their own; `weights` is refused by the API and
+# the event throttles are not a user's business.
+BASIC_SETTINGS = ("epochs", "batch", "imgsz", "lr", "patience", "device", "threads")
+ADVANCED_SETTINGS = ("val_share", "synthetic_share", "pretrained", "weight_decay", "scheduler", "warmup_steps", "seed",
+                     "loader_workers", "epoch_size", "max_steps", "border_eval_images")
 
 
 def router(
@@ -43,16 +66,23 @@ def router(
 
     @api.get("/train", response_class=HTMLResponse, include_in_schema=False)
     def train_page(request: Request) -> HTMLResponse:
-        return page(request, "train.html", "Train", "train", runs=run_summaries(ctx.home.runs))
+        return page(request, "train.html", "Train", "train", runs=_listed_runs(executor, ctx.home.runs),
+                    datasets=list_datasets(ctx.home), backends=[info.as_json() for info in list_backends()],
+                    **start_form())
 
     @api.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(request: Request, run_id: str) -> HTMLResponse:
         run = ctx.run(run_id)
-        return page(request, "run.html", f"Run {run.id}", "train", run=summarise(run))
+        return page(request, "run.html", f"Run {run.id}", "train", run=_detail(run), config=run.read_config())
+
+    @api.get("/api/backends")
+    def backends() -> list[dict[str, object]]:
+        """Every backend with its variants, default variant, and whether it can train here (and why not)."""
+        return [info.as_json() for info in list_backends()]
 
     @api.get("/api/runs")
     def list_runs() -> list[dict[str, Any]]:
-        return [asdict(summary) for summary in run_summaries(ctx.home.runs)]
+        return _listed_runs(executor, ctx.home.runs)
 
     @api.post("/api/runs", status_code=201)
     def start_run(settings: dict[str, Any]) -> dict[str, Any]:
@@ -73,13 +103,27 @@ def router(
         executor.submit(run.id)
         return {"id": run.id}
 
+    def _detail(run: RunDir) -> dict[str, Any]:
+        last_seq = last_event_seq(run.events)  # read first: the summary then covers at least this event
+        listed = _listed(run, summarise(run), executor.running(), executor.queued())
+        return {**listed, "config": run.read_config().as_json(), "last_seq": last_seq}
+
     @api.get("/api/runs/{run_id}")
     def get_run(run_id: str) -> dict[str, Any]:
+        """The run's summary, its config, its worker (pid, or None) and whether it waits in the queue; `status`
+        tells "queued" and "starting" (a worker reading the data) apart from a run merely created, and `actions`
+        says which of stop, cancel and resume the API would accept now."""
+        return _detail(ctx.run(run_id))
+
+    @api.get("/api/runs/{run_id}/log")
+    def get_log(run_id: str, lines: int = Query(100, ge=1, description=f"at most {MAX_LOG_LINES}")) -> dict[str, Any]:
+        """The last lines of the run's log.txt; for a failed run also those of worker.log (what its worker
+        process printed: a crash before the run's own log began shows only there)."""
         run = ctx.run(run_id)
-        worker = executor.running().get(run.id)
-        queued = run.id in executor.queued()
-        return {**asdict(summarise(run)), "config": run.read_config().as_json(), "worker_pid": worker,
-                "queued": queued}
+        count = min(lines, MAX_LOG_LINES)
+        failed = summarise(run).state == "failed"
+        return {"lines": tail_lines(run.log, count), "worker_output": tail_lines(run.path / OUTPUT_FILE, count)
+                if failed else None}
 
     @api.get("/api/runs/{run_id}/events")
     def get_events(run_id: str, after: int = 0) -> list[dict[str, Any]]:
@@ -178,3 +222,130 @@ def _not_a_stored_dataset(reference: str | None) -> str | None:
 def _request(run: RunDir, what: ControlRequest) -> dict[str, str]:
     run.request(what)
     return {"requested": what}
+
+
+def _listed_runs(executor: LocalExecutor, runs_root: Path) -> list[dict[str, Any]]:
+    running, queued = executor.running(), executor.queued()
+    return [_listed(RunDir(runs_root / summary.id), summary, running, queued) for summary in run_summaries(runs_root)]
+
+
+def _listed(run: RunDir, summary: RunSummary, running: dict[str, int], queued: list[str]) -> dict[str, Any]:
+    """A run's summary with what only the executor knows: its worker, whether it is queued, its status and the
+    actions the API accepts now (the same checks as the stop, cancel and resume routes)."""
+    worker, waiting = running.get(summary.id), summary.id in queued
+    exiting = worker is not None and summary.state in TERMINAL and _ended_since_launch(run)
+    working = worker is not None and not exiting
+    actions = {"stop": working or waiting, "cancel": working or waiting,
+               "resume": worker is None and not waiting and summary.state in RESUMABLE}
+    return {**asdict(summary), "worker_pid": worker, "queued": waiting,
+            "status": run_status(summary.state, working, waiting), "actions": actions}
+
+
+def run_status(state: str, working: bool, queued: bool) -> str:
+    """What a run is doing, for people: the summary's state (from the events), except that a run waiting for a
+    worker is "queued", and one whose worker has not yet written this stretch's run_started (it reads the data
+    first) is "starting", not the previous stretch's end nor a bare "created"."""
+    if queued:
+        return "queued"
+    if working and state != "running":
+        return "starting"
+    return state
+
+
+def _ended_since_launch(run: RunDir) -> bool:
+    """Whether the run's events went on after its worker was launched (worker.json's `from_seq`): with a terminal
+    state, that worker has written its end and is exiting; without, it is a resumed run's worker still starting."""
+    try:
+        from_seq = int(json.loads((run.path / WORKER_FILE).read_text(encoding="utf-8"))["from_seq"])
+    except (OSError, ValueError, KeyError, TypeError):  # gone already: the worker has been reaped
+        return True
+    return last_event_seq(run.events) > from_seq
+
+
+def last_event_seq(path: Path) -> int:
+    """The seq of the run's last complete event (0 before any), read from the log's end."""
+    lines = tail_lines(path, 1, window=64 * 1024)
+    try:
+        return int(json.loads(lines[-1])["seq"]) if lines else 0
+    except (ValueError, KeyError, TypeError):  # a line still being written, or one longer than the window
+        events = read_events(path)
+        return events[-1]["seq"] if events else 0
+
+
+def tail_lines(path: Path, count: int, window: int | None = None) -> list[str]:
+    """The file's last `count` lines ([] when it does not exist), read from its last `window` bytes (default
+    LOG_TAIL_BYTES): a long run's log is not read whole for a few lines."""
+    try:
+        with path.open("rb") as stream:
+            stream.seek(0, 2)
+            size = stream.tell()
+            stream.seek(max(0, size - (window or LOG_TAIL_BYTES)))
+            data = stream.read()
+    except FileNotFoundError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if len(data) < size and lines:
+        lines = lines[1:]  # the first line read may have begun before the part read
+    return lines[-count:]
+
+
+def start_form() -> dict[str, Any]:
+    """What the train page's start form shows, every default from TrainConfig."""
+    fields = TrainConfig.model_fields
+    return {
+        "roles": typing.get_args(fields["role"].annotation), "default_role": fields["role"].default,
+        "default_backend": fields["backend"].default, "basic": form_fields(TrainConfig, BASIC_SETTINGS),
+        "advanced": form_fields(TrainConfig, ADVANCED_SETTINGS),
+        "augment": form_fields(AugmentConfig, tuple(AugmentConfig.model_fields), prefix="augment"),
+    }
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One setting of the start form, described from a pydantic field."""
+
+    name: str  # the config key, dotted when nested ("augment.scale"); what a 422's `field` names
+    input_id: str  # the HTML id: the name with "." as "-"
+    kind: Literal["int", "float", "bool", "choice"]
+    default: Any  # None: left to the run (the backend's value, all cores...), said in `description`
+    optional: bool  # may be left empty
+    choices: tuple[str, ...]
+    minimum: float | None
+    maximum: float | None
+    description: str
+
+
+def form_fields(model: type[BaseModel], names: Sequence[str], prefix: str = "") -> list[FormField]:
+    return [_form_field(f"{prefix}.{name}" if prefix else name, model.model_fields[name]) for name in names]
+
+
+def _form_field(name: str, info: FieldInfo) -> FormField:
+    annotation, optional = info.annotation, False
+    arguments = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        optional = type(None) in arguments
+        annotation = next(argument for argument in arguments if argument is not type(None))
+    kind: Literal["int", "float", "bool", "choice"]
+    choices: tuple[str, ...] = ()
+    if typing.get_origin(annotation) is Literal:
+        kind, choices = "choice", tuple(str(choice) for choice in typing.get_args(annotation))
+    elif annotation is bool:
+        kind = "bool"
+    elif annotation is int:
+        kind = "int"
+    elif annotation is float:
+        kind = "float"
+    else:
+        raise TypeError(f"the start form cannot show {name} ({annotation})")
+    minimum = maximum = None
+    for bound in info.metadata:
+        if isinstance(bound, annotated_types.Ge | annotated_types.Gt):
+            minimum = float(bound.ge if isinstance(bound, annotated_types.Ge) else bound.gt)
+            if kind == "int" and isinstance(bound, annotated_types.Gt):
+                minimum += 1
+        elif isinstance(bound, annotated_types.Le | annotated_types.Lt):
+            maximum = float(bound.le if isinstance(bound, annotated_types.Le) else bound.lt)
+            if kind == "int" and isinstance(bound, annotated_types.Lt):
+                maximum -= 1
+    return FormField(name, name.replace(".", "-"), kind, info.get_default(call_default_factory=True), optional,
+                     choices, minimum, maximum, info.description or "")

@@ -76,13 +76,18 @@ def log_to(home: Home) -> None:
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
 
 
-def serve(home: Home, host: str, port: int, slots: int, open_browser: bool) -> None:
+def serve(home: Home, host: str, port: int, slots: int, open_browser: bool, demo: bool = False) -> None:
+    """Serve until Ctrl-C. With `demo`, an empty home first gets the small synthetic demo dataset (`make run`)."""
     import uvicorn  # imported here: the other commands never need it
+
+    from cardmetry.demo import seed_demo_dataset
 
     sock = bind(host, port)
     token = access_token(host)
     log_to(home)
     log = logging.getLogger("cardmetry.server")
+    if demo and (seeded := seed_demo_dataset(home)):
+        log.info("stored the demo dataset %s (16 synthetic cards with exact labels) to train on", seeded)
     shown = "[::1]" if host == "::1" else host
     url = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?token={token}" if token else "")
     executor = LocalExecutor(home, slots)

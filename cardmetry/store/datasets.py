@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cardmetry.data.formats import dataset_root
 from cardmetry.data.instances import Dataset, Instance, LabeledImage
@@ -174,3 +175,95 @@ def list_datasets(home: Home) -> list[VersionInfo]:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a damaged manifest does not hide the others
     return sorted(found, key=lambda info: info.created, reverse=True)
+
+
+def derive_version(
+    home: Home,
+    source: dict[str, Any],
+    instances: list[list[Instance]],
+    problems: list[dict[str, Any]],
+    derived: dict[str, Any],
+) -> ImportResult:
+    """A new version of the dataset whose manifest is `source`: the same images (already stored, nothing is
+    copied), each with the instances given for it (in the manifest's order), and the validation report given.
+    `derived` says how it was made (stored as `derived_from`, beside the source version). Like import_dataset,
+    the version id is the hash of the content, so deriving the same labels twice gives the same version."""
+    name = check_name(str(source["name"]))
+    entries = list(source["images"])
+    if len(entries) != len(instances):
+        raise ValueError(f"{len(instances)} sets of labels for the {len(entries)} images of {name}")
+    images = [
+        {**entry, "instances": [
+            {"class_id": inst.class_id, "is_box": inst.is_box, "polygon": inst.polygon.round(4).tolist()}
+            for inst in labels
+        ]}
+        for entry, labels in zip(entries, instances, strict=True)
+    ]
+    validation = {"trainable": not any(p.get("severity") == "error" for p in problems), "problems": problems}
+    content = {
+        "classes": list(source["classes"]),
+        "images": sorted(images, key=lambda e: str(e["sha256"])),
+        "validation": validation,
+    }
+    version = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+    manifest = home.datasets / name / version / "manifest.json"
+    if not manifest.exists():
+        document = {"schema": MANIFEST_SCHEMA, "name": name, "version": version,
+                    "source_format": source.get("source_format", ""),
+                    "derived_from": {"version": source["version"], **derived}}
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(manifest, json.dumps({**document, **content}, indent=1))
+    return ImportResult(name, version, manifest, len(images), 0, [], bool(validation["trainable"]))
+
+
+@dataclass(frozen=True)
+class RefinedVersion:
+    stored: ImportResult  # the new version (the source itself when nothing changed)
+    source_version: str
+    boxes: int  # box labels in the source version
+    refined: int  # of them, turned into polygons
+    refusals: list[dict[str, Any]]  # each box kept: image (its name in the dataset), class, reason
+    unreadable: list[dict[str, Any]]  # images that could not be loaded: image, reason
+
+
+def refine_version(
+    home: Home, name: str, version: str, progress: Callable[[int, int], None] | None = None
+) -> RefinedVersion:
+    """Box-to-polygon refinement of a stored version (see cardmetry.data.refine), stored as a new version of
+    the same dataset. A refused box stays a box and becomes a warning naming the image and the reason; the
+    source's own problems are kept. FileNotFoundError for no such version, ValueError for one without boxes."""
+    # Imported here: only refinement needs the edge-fitting code, and importing the store should not load it.
+    from cardmetry.data.images import ImageError, load_image
+    from cardmetry.data.refine import RefinementRefusal, refine_image
+
+    dataset, document = load_version(home, name, version)
+    entries: list[dict[str, Any]] = list(document["images"])
+    boxes = sum(inst.is_box for image in dataset.images for inst in image.instances)
+    if boxes == 0:
+        raise ValueError(f"{name}/{version} has no box labels to refine: its labels are polygons already")
+    labels: list[list[Instance]] = []
+    refusals: list[dict[str, Any]] = []
+    unreadable: list[dict[str, Any]] = []
+    for done, (image, entry) in enumerate(zip(dataset.images, entries, strict=True), start=1):
+        shown = str(entry["name"])
+        try:
+            results = refine_image(load_image(home.root / image.path), image.instances)
+        except ImageError as error:
+            unreadable.append({"image": shown, "reason": error.problem})
+            results = list(image.instances)
+        kept = [result.instance if isinstance(result, RefinementRefusal) else result for result in results]
+        refusals += [{"image": shown, "class": dataset.class_name(result.instance.class_id), "reason": result.reason}
+                     for result in results if isinstance(result, RefinementRefusal)]
+        labels.append(kept)
+        if progress is not None:
+            progress(done, len(entries))
+    validation = document.get("validation") or {}
+    problems = list(validation.get("problems", []))
+    problems += [Problem(str(r["image"]), f"{r['class']} box kept, not refined: {r['reason']}", severity="warning")
+                 .as_json() for r in refusals]
+    problems += [Problem(str(u["image"]), str(u["reason"])).as_json() for u in unreadable]
+    unique = list({json.dumps(p, sort_keys=True): p for p in problems}.values())  # refining twice adds nothing
+    unique.sort(key=lambda p: (str(p["file"]), int(p["line"] or 0)))
+    stored = derive_version(home, document, labels, unique, {"refine": "box-to-polygon"})
+    refined = boxes - sum(inst.is_box for image in labels for inst in image)
+    return RefinedVersion(stored, version, boxes, refined, refusals, unreadable)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cardmetry.orchestrator.local import WORKER_FILE, LocalExecutor
+from cardmetry.orchestrator.local import QUEUED_FILE, WORKER_FILE, LocalExecutor
 from cardmetry.store.home import Home
 from cardmetry.training.data import TrainData
-from cardmetry.training.events import TERMINAL, read_events
+from cardmetry.training.events import TERMINAL, EventLog, read_events
 from cardmetry.training.runs import RunDir
 from cardmetry.training.sources import DataSource
 from tests.orchestrator.fakes import fake, new_run, wait_until
@@ -122,6 +122,62 @@ def test_slots_bound_the_workers_and_the_rest_wait_their_turn(home: Home) -> Non
     assert most == 2
     for run_id in ("a", "b", "c"):
         assert [e["type"] for e in terminals(RunDir.in_runs(home.runs, run_id))] == ["succeeded"]
+
+
+def test_runs_queued_when_the_executor_closes_run_under_the_next_one_in_their_order(home: Home) -> None:
+    run_ids = ["c", "a", "d", "b"]  # queued in this order, which is not the order of their names
+    for run_id in run_ids:
+        new_run(home, run_id)
+    first = LocalExecutor(home, slots=1, command=fake("succeed", "0.3"))
+    for run_id in run_ids:
+        first.submit(run_id)
+    assert first.queued() == ["a", "d", "b"]
+    first.close()  # the server stops; its worker goes on
+    second = LocalExecutor(home, slots=1, command=fake("succeed", "0.3"))
+    assert second.queued() == ["a", "d", "b"] and list(second.running()) == ["c"]
+    launched: list[str] = []
+    second.start()
+    try:
+        def all_ended() -> bool:
+            launched.extend(run_id for run_id in second.running() if run_id not in launched)
+            return all(terminals(RunDir.in_runs(home.runs, run_id)) for run_id in run_ids) and not second.running()
+
+        wait_until(all_ended, timeout=90)
+    finally:
+        second.close()
+    assert launched == run_ids
+    for run_id in run_ids:
+        run = RunDir.in_runs(home.runs, run_id)
+        assert [e["type"] for e in terminals(run)] == ["succeeded"]
+        assert not (run.path / QUEUED_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("marker", "setup"),
+    [
+        ("{not json", None),  # a damaged marker
+        ('{"resume": "yes", "queued": 1}', None),  # a marker whose fields are wrong
+        ('{"resume": false, "queued": 1}', "ended"),  # a run that has ended since: nothing to run again
+        ('{"resume": false, "queued": 1}', "no-config"),  # a folder that is no run (its config gone)
+    ],
+)
+def test_a_marker_that_cannot_be_queued_again_is_removed(home: Home, marker: str, setup: str | None) -> None:
+    run = new_run(home, "r1")
+    if setup == "ended":
+        EventLog(run.events).emit("succeeded")
+    elif setup == "no-config":
+        run.config_file.unlink()
+    (run.path / QUEUED_FILE).write_text(marker)
+    executor = LocalExecutor(home, slots=1, command=fake("sleep"))
+    assert executor.queued() == [] and not (run.path / QUEUED_FILE).exists()
+
+
+def test_a_queued_run_that_could_not_be_launched_leaves_no_marker(home: Home) -> None:
+    run = new_run(home, "r1")
+    executor = LocalExecutor(home, slots=1, command=lambda home, run_id, resume: [str(home.root / "no-such-program")])
+    executor.submit("r1")
+    assert terminals(run) and not (run.path / QUEUED_FILE).exists()
+    assert LocalExecutor(home, slots=1, command=fake("sleep")).queued() == []
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,40 +15,8 @@ from cardmetry.store.datasets import import_dataset
 from cardmetry.store.home import Home
 from cardmetry.training.events import TERMINAL
 from cardmetry.training.sources import DataSource
+from tests.server.servers import free_port, shut_down, start_server, wait_healthy
 from tests.training.toy import tiny_config
-
-CARDMETRY = str(Path(sys.executable).parent / "cardmetry")  # the console script, as `make run` starts it
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(home: Path, port: int, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [CARDMETRY, "serve", "--port", str(port), "--home", str(home), "--no-browser", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "CARDMETRY_TOKEN": ""},
-    )
-
-
-def wait_healthy(port: int, server: subprocess.Popen[str], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, server.stdout.read() if server.stdout else ""
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not answer")
-
-
-def shut_down(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGINT)  # Ctrl-C: a clean shutdown, with the status a shell gives Ctrl-C
-    output, _ = process.communicate(timeout=30)
-    assert process.returncode in (0, 130) and "Traceback" not in output, output
 
 
 @pytest.fixture

@@ -123,3 +123,18 @@ def test_an_upload_declared_over_the_limit_is_refused_unread(home: Home) -> None
     response = client_for(home).post("/api/datasets/cards/upload", content=b"x",
                                      headers={"content-length": str(uploads.MAX_UPLOAD_BYTES + 1)})
     assert response.status_code == 413
+
+
+def test_a_chunked_upload_over_the_limit_is_refused_before_it_is_stored(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No Content-Length: the body is counted as it arrives (the limit made small, so the test sends little).
+    from cardmetry.server import app as app_module
+
+    monkeypatch.setattr(app_module, "MAX_UPLOAD_BYTES", 1000)
+    head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="labels/a.txt"\r\n\r\n'
+    body = iter([head, *(b"0 0.5 0.5 0.2 0.2\n" for _ in range(100)), b"\r\n--b--\r\n"])
+    response = client_for(home).post("/api/datasets/cards/upload", content=body,
+                                     headers={"content-type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 413 and "upload limit" in response.json()["detail"]
+    assert not (home.datasets / "cards").exists()
