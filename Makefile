@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 YOLO_STAMP := $(VENV)/.yolo-stamp
 export CARDMETRY_HOME ?= $(CURDIR)/cardmetry-data
+PORT ?= 8010
 
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -35,8 +36,10 @@ $(CHROMIUM):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 
+# The web app on the embedded default (SQLite and local workers under CARDMETRY_HOME), with a small synthetic
+# dataset stored on first start so there is something to train at once; it opens the browser where there is a screen.
 run: $(STAMP)
-	$(BIN)/cardmetry demo
+	$(BIN)/cardmetry serve --port $(PORT) --demo
 
 test: $(STAMP) $(YOLO_STAMP) browser
 	$(BIN)/ruff check .

@@ -42,3 +42,28 @@ def test_every_command_and_option_is_documented() -> None:
                 if f"`{long}" not in documented[path]:
                     missing.append(f"{path}: option {long}")
     assert not missing, "undocumented in docs/cli.md:\n" + "\n".join(missing)
+
+
+def test_every_route_of_the_web_app_is_documented(tmp_path: Path) -> None:
+    from starlette.routing import WebSocketRoute
+
+    from cardmetry.orchestrator.local import LocalExecutor
+    from cardmetry.server.app import create_app
+    from cardmetry.store.home import Home
+
+    home = Home(tmp_path / "home")
+    app = create_app(home, LocalExecutor(home))
+    routes = [f"{method.upper()} {path}" for path, methods in app.openapi()["paths"].items() for method in methods]
+    routes += [f"WS {route.path}" for route in flattened(app.routes) if isinstance(route, WebSocketRoute)]
+    documented = (DOCS / "web-app.md").read_text()
+    missing = [route for route in routes if f"`{route}`" not in documented]
+    assert "WS /ws/runs/{run_id}" in routes and not missing, "undocumented in docs/web-app.md:\n" + "\n".join(missing)
+
+
+def flattened(routes: list) -> list:
+    """The routes of an app whose parts are included routers (each kept whole in `original_router`)."""
+    found = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        found.extend(flattened(inner.routes) if inner is not None else [route])
+    return found

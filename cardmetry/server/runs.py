@@ -36,7 +36,8 @@ from cardmetry.models.registry import list_backends
 from cardmetry.orchestrator.local import OUTPUT_FILE, WORKER_FILE, LocalExecutor
 from cardmetry.server.context import ServerContext
 from cardmetry.server.pages import page
-from cardmetry.store.datasets import check_name, list_datasets
+from cardmetry.store.datasets import check_name, list_datasets, load_version
+from cardmetry.store.home import Home
 from cardmetry.training.config import AugmentConfig, TrainConfig
 from cardmetry.training.events import TERMINAL, EventFollower, read_events
 from cardmetry.training.runs import ControlRequest, RunDir, RunSummary, create_run, run_summaries, summarise
@@ -92,14 +93,22 @@ def router(
         except ValidationError as error:
             raise HTTPException(422, [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
                                       for e in error.errors()]) from None
-        problems = [{"field": field, "problem": problem} for field in ("data", "val", "synthetic")
-                    if (problem := _not_a_stored_dataset(getattr(config, field)))]
+        problems, pinned = [], {}
+        for field in ("data", "val", "synthetic"):
+            reference = getattr(config, field)
+            if reference is None:
+                continue
+            try:
+                pinned[field] = _stored_version(ctx.home, reference)
+            except ValueError as error:
+                problems.append({"field": field, "problem": str(error)})
         if config.weights is not None:  # a file or address on the server, which some frameworks would fetch
             problems.append({"field": "weights", "problem": "starting weights cannot be named through the web app; "
                                                            "use `cardmetry train --weights` on the server"})
         if problems:
             raise HTTPException(422, problems)
-        run = create_run(ctx.home.runs, config)
+        # Pinned to the version stored now: a resume, or a rerun of this config, trains on exactly these images.
+        run = create_run(ctx.home.runs, config.model_copy(update=pinned))
         executor.submit(run.id)
         return {"id": run.id}
 
@@ -204,19 +213,26 @@ async def _until_disconnected(websocket: WebSocket) -> None:
             pass
 
 
-def _not_a_stored_dataset(reference: str | None) -> str | None:
-    """Why a request's dataset reference is refused, or None. The web app trains on stored datasets only
-    (NAME or NAME@VERSION): a request never names a folder on the server, and a name that is also a folder beside
-    the server (which `cardmetry train` would read as that folder) is refused rather than guessed."""
-    if reference is None:
-        return None
+def _stored_version(home: Home, reference: str) -> str:
+    """The stored, trainable dataset version a request names, as NAME@VERSION; ValueError saying why not. The web
+    app trains on stored datasets only (NAME or NAME@VERSION): a request never names a folder on the server, and a
+    name that is also a folder beside the server (which `cardmetry train` would read as that folder) is refused
+    rather than guessed."""
+    name, _, version = reference.partition("@")
     try:
-        check_name(reference.partition("@")[0])
+        check_name(name)
     except ValueError as error:
-        return f"{error}; the web app trains on stored datasets (NAME or NAME@VERSION)"
+        raise ValueError(f"{error}; the web app trains on stored datasets (NAME or NAME@VERSION)") from None
     if Path(reference).exists():
-        return f"{reference!r} is also a folder beside the server; name a stored dataset only"
-    return None
+        raise ValueError(f"{reference!r} is also a folder beside the server; name a stored dataset only")
+    try:
+        _, document = load_version(home, name, version or None)
+    except (FileNotFoundError, ValueError):
+        raise ValueError(f"no stored dataset {reference!r}: upload it on the Datasets page") from None
+    validation = document.get("validation")
+    if isinstance(validation, dict) and not validation.get("trainable", True):
+        raise ValueError(f"{name}@{document['version']} has validation errors: its page on Datasets lists them")
+    return f"{name}@{document['version']}"
 
 
 def _request(run: RunDir, what: ControlRequest) -> dict[str, str]:

@@ -99,3 +99,36 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=path, full_page=True)
     return path
+
+
+def wait_until_quiet(page: Page, quiet_ms: int = 2500, timeout_ms: int = 30_000) -> None:
+    """Wait until none of the page's requests has been in flight for `quiet_ms`. Leaving a page while one of its
+    fetches is under way aborts that fetch, which the watcher reports as a failed request; Playwright's
+    "networkidle" is only 500 ms of quiet, shorter than the pauses between the run page's follow-up requests."""
+    page.wait_for_load_state("networkidle")
+    in_flight: set[Request] = set()
+    changes = [0]  # bumped by every start and end of a request
+
+    def started(request: Request) -> None:
+        in_flight.add(request)
+        changes[0] += 1
+
+    def ended(request: Request) -> None:
+        in_flight.discard(request)
+        changes[0] += 1
+
+    listeners = {"request": started, "requestfinished": ended, "requestfailed": ended}
+    for event, listener in listeners.items():
+        page.on(event, listener)
+    tick_ms, quiet_for, waited = 100, 0, 0
+    try:
+        while quiet_for < quiet_ms:
+            if waited > timeout_ms:
+                raise AssertionError(f"the page was not quiet for {quiet_ms} ms within {timeout_ms} ms: {in_flight}")
+            seen = changes[0]
+            page.wait_for_timeout(tick_ms)  # lets Playwright deliver the page's events meanwhile
+            waited += tick_ms
+            quiet_for = quiet_for + tick_ms if changes[0] == seen and not in_flight else 0
+    finally:
+        for event, listener in listeners.items():
+            page.remove_listener(event, listener)

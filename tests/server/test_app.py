@@ -5,25 +5,29 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from cardmetry.data.problems import Problem
 from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server import runs as runs_module
 from cardmetry.server.app import create_app
+from cardmetry.store.datasets import import_dataset
 from cardmetry.store.home import Home
 from cardmetry.training.events import TERMINAL, EventLog, read_events
 from cardmetry.training.runs import RunDir
+from cardmetry.training.sources import DataSource
 from tests.orchestrator.fakes import fake, new_run, wait_until
+from tests.server.conftest import store_tiny
 from tests.training.toy import tiny_config
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home")
+def home(home: Home, tiny_cards: DataSource) -> Home:
+    store_tiny(home, tiny_cards)  # what the runs started here train on
+    return home
 
 
 def client_for(home: Home, token: str | None = None, command: object = None) -> TestClient:
@@ -84,6 +88,9 @@ def test_a_run_started_through_the_api_runs_in_a_worker_and_ends(home: Home) -> 
         ({"data": "/etc"}, "data"),  # a folder on the server: never read from a request
         ({"data": "tiny", "val": "../elsewhere"}, "val"),  # a relative path
         ({"data": "cardmetry"}, "data"),  # a name that is also a folder beside the server
+        ({"data": "nosuch"}, "data"),  # no dataset stored under that name
+        ({"data": "tiny@0123456789ab"}, "data"),  # a version that was never stored
+        ({"data": "tiny", "synthetic": "nosuch"}, "synthetic"),  # every dataset named is checked
     ],
 )
 def test_a_bad_config_is_refused_naming_the_field(home: Home, settings: dict, field: str) -> None:
@@ -238,3 +245,21 @@ def test_odd_methods_do_not_grow_the_metrics(home: Home) -> None:
     client = client_for(home)
     client.request("FOO1", "/api/runs")
     assert "FOO1" not in client.get("/metrics").text
+
+
+def test_a_run_trains_on_the_version_stored_when_it_started(home: Home, tiny_cards: DataSource) -> None:
+    client = client_for(home)
+    version = store_tiny(home, tiny_cards)
+    created = client.post("/api/runs", json=tiny_config(data="tiny").as_json())
+    assert created.status_code == 201, created.text
+    assert client.get(f"/api/runs/{created.json()['id']}").json()["config"]["data"] == version  # pinned
+
+
+def test_a_version_with_validation_errors_is_not_trained_on(home: Home, tiny_cards: DataSource) -> None:
+    problem = Problem("images/x.png", "not a readable image")
+    broken = import_dataset(home, "broken", tiny_cards.dataset, tiny_cards.root, [problem])
+    response = client_for(home).post("/api/runs", json=tiny_config(data="broken").as_json())
+    assert response.status_code == 422
+    assert response.json()["detail"] == [{"field": "data", "problem": f"broken@{broken.version} has validation "
+                                          "errors: its page on Datasets lists them"}]
+

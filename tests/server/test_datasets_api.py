@@ -27,11 +27,6 @@ LOOSE_PX = 3.0  # how far a box label lies outside the true outline
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home")
-
-
-@pytest.fixture
 def client(home: Home) -> TestClient:
     return client_for(home)
 

@@ -44,11 +44,6 @@ def png(image: np.ndarray) -> bytes:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home")
-
-
-@pytest.fixture
 def catalog(home: Home) -> Iterator[Catalog]:
     opened = Catalog.open(home)
     yield opened

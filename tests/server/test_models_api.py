@@ -3,24 +3,16 @@ the model measuring uses."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
 from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server import app as app_module
 from cardmetry.server.app import create_app
-from cardmetry.store.database import DATABASE_URL_ENV, Catalog
+from cardmetry.store.database import Catalog
 from cardmetry.store.home import Home
 from tests.orchestrator.fakes import fake, wait_until
 from tests.store.test_database import trained_run
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
-    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
-    return Home(tmp_path / "home")
 
 
 @pytest.fixture

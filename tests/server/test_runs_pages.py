@@ -7,7 +7,6 @@ import html
 import os
 import re
 import signal
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,6 +22,7 @@ from cardmetry.training.events import TERMINAL, EventLog, read_events
 from cardmetry.training.runs import RunDir
 from cardmetry.training.sources import DataSource
 from tests.orchestrator.fakes import fake, new_run, wait_until
+from tests.server.conftest import store_tiny
 from tests.training.toy import tiny_config
 
 # What the browser tests find the run page's parts by.
@@ -32,8 +32,9 @@ TRAIN_PAGE_IDS = ("start-form", "dataset", "role", "backend", "variant", "epochs
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home")
+def home(home: Home, tiny_cards: DataSource) -> Home:
+    store_tiny(home, tiny_cards)  # what the runs started here train on
+    return home
 
 
 def client_for(home: Home, command: object = None) -> TestClient:

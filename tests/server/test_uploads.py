@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path
 
 import httpx
 import pytest
@@ -36,11 +35,6 @@ def zipped(files: list[tuple[str, bytes]]) -> bytes:
         for name, data in files:
             archive.writestr(name, data)
     return buffer.getvalue()
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home")
 
 
 def test_files_upload_into_a_stored_dataset(home: Home, tiny_cards: DataSource) -> None:
