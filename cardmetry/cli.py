@@ -531,8 +531,8 @@ def demo(
     home: Annotated[Path | None, typer.Option(help=HOME_HELP)] = None,
     count: Annotated[int, typer.Option(min=1, max=50, help="Cards to render.")] = 4,
 ) -> None:
-    """What `make run` shows until the web app lands: render cards with exact truth, validate them, describe them,
-    store them, and refine loose box labels back onto their edges."""
+    """A guided tour on the command line: render cards with exact truth, validate them, describe them, store them,
+    refine loose box labels back onto their edges, and measure them."""
     from cardmetry.demo import run_demo
     from cardmetry.store.home import Home
 

@@ -1,5 +1,8 @@
-"""The web app: the access token and host checks, the open paths (/healthz, /favicon.ico, /metrics), the static
-files, and the routes of each part (runs, datasets, models, grading), each in a module of its own.
+"""The web app: the access token and host checks, the refusal of requests sent by other sites' pages, the
+security headers on every answer, the bound on request bodies, the open paths (/healthz and /favicon.ico: every
+other path, /metrics included, needs the token when there is one), the static files, the API's own docs page
+(/docs, served from the vendored Swagger UI), and the routes of each part (runs, datasets, models, grading),
+each in a module of its own.
 
 It holds no training or measuring logic: runs go to the executor, which runs them in worker processes, and the
 pages and API read back what the runs' folders and the store hold.
@@ -12,30 +15,49 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server import datasets, grading, models, runs
 from cardmetry.server.context import ServerContext
-from cardmetry.server.limits import BodyLimit
+from cardmetry.server.limits import DEFAULT_MAX_BYTES, BodyLimit, RouteLimit
 from cardmetry.server.metrics import CONTENT_TYPE, ServerMetrics
 from cardmetry.server.pages import STATIC
 from cardmetry.store.database import Catalog
 from cardmetry.store.home import Home
 from cardmetry.store.uploads import MAX_UPLOAD_BYTES
+from cardmetry.training.config import TrainConfig
 
 OPEN_PATHS = ("/healthz", "/favicon.ico")  # answered without the access token
 TOKEN_COOKIE = "cardmetry_token"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 NO_TOKEN = "an access token is needed (docs/cli.md, cardmetry serve)"
 CATALOG_SYNC_SECONDS = 2.0  # how far the database index may lag the run folders
+# Requests that only read: a page of another site may send these (it cannot read the answer).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+SWAGGER_UI = "/static/vendor/swagger-ui"
+FRAME_POLICY = "frame-ancestors 'none'"
+# The form POST /api/datasets/{name}/upload reads by hand (past the framework's 1000-file cap), described for
+# the OpenAPI document, which cannot see it.
+DATASET_UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "required": ["files"],
+    "properties": {"files": {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "description": "images and labels, each under its path relative to the dataset's root, or zip archives",
+    }},
+}}}}
 
 
 def create_app(
@@ -53,12 +75,15 @@ def create_app(
     default the home's database) is synced once here and then every couple of seconds while the app runs."""
     catalog = catalog or Catalog.open(home)
     catalog.sync()
+    # docs_url=None: FastAPI's own /docs and /redoc load their scripts from CDNs; /docs below is served from here.
     app = FastAPI(title="cardmetry", summary="Train card-border models and measure cards.",
-                  lifespan=_keep_in_step(catalog))
-    app.add_middleware(BodyLimit, max_bytes=MAX_UPLOAD_BYTES)  # innermost: the token and host checks answer first
+                  lifespan=_keep_in_step(catalog), docs_url=None, redoc_url=None)
+    app.openapi = _openapi_with_request_bodies(app)  # type: ignore[method-assign]
+    # Innermost: the token, origin and host checks answer first.
+    app.add_middleware(BodyLimit, max_bytes=DEFAULT_MAX_BYTES, routes=body_limits())
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    metrics = ServerMetrics(home, executor)
+    metrics = ServerMetrics(home, executor, catalog)
     ctx = ServerContext(home, executor, metrics, catalog)
 
     def allowed(headers: Any, query: Any, cookies: Any) -> bool:
@@ -71,14 +96,19 @@ def create_app(
         return hmac.compare_digest(given.encode(), token.encode())
 
     @app.middleware("http")
-    async def require_token(request: Request, call_next: Any) -> Response:
+    async def guard(request: Request, call_next: Any) -> Response:
         began = time.perf_counter()
-        if request.url.path not in OPEN_PATHS and not allowed(request.headers, request.query_params, request.cookies):
-            response: Response = JSONResponse({"detail": NO_TOKEN}, 401)
+        refusal = cross_site_refusal(request.method, request.headers, allowed_hosts)
+        if refusal is not None:
+            response: Response = JSONResponse({"detail": refusal}, 403)
+        elif request.url.path not in OPEN_PATHS and not allowed(request.headers, request.query_params,
+                                                                   request.cookies):
+            response = JSONResponse({"detail": NO_TOKEN}, 401)
         else:
             response = await call_next(request)
             if token is not None and request.query_params.get("token") == token:
                 response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        add_security_headers(response)
         route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: one series per route
         method = request.method if request.method in HTTP_METHODS else "other"  # any token is a method to h11
         metrics.request_seconds.labels(method, route).observe(time.perf_counter() - began)
@@ -101,12 +131,106 @@ def create_app(
     def home_page() -> RedirectResponse:
         return RedirectResponse("/train")
 
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        """Swagger UI over /openapi.json, every file of it served from here (offline; no validator badge)."""
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="cardmetry API", swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css", swagger_favicon_url="/favicon.ico",
+            swagger_ui_parameters={"validatorUrl": None})
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(runs.router(ctx, allowed, allowed_hosts, NO_TOKEN))
     app.include_router(datasets.router(ctx))
     app.include_router(models.router(ctx))
     app.include_router(grading.router(ctx))
     return app
+
+
+def body_limits() -> tuple[RouteLimit, ...]:
+    """The routes that take files, with the larger bodies they allow (every other route: DEFAULT_MAX_BYTES). Read
+    when an app is made, so each number keeps one source: the store's upload limit, the grading form's cap."""
+    return (
+        RouteLimit("POST", r"/api/datasets/[^/]+/upload", MAX_UPLOAD_BYTES),
+        RouteLimit("POST", r"/api/grade", grading.MAX_FORM_BYTES),
+    )
+
+
+def cross_site_refusal(method: str, headers: Any, allowed_hosts: Sequence[str] | None) -> str | None:
+    """Why a request that changes something must be refused as sent by another site's page, or None. A browser
+    names the page's origin (`Origin`) and, in newer ones, how it relates to this site (`Sec-Fetch-Site`); a
+    request without either (curl, scripts) is not a browser's and passes: the token, where there is one, guards
+    it. Without this any page the user visits could upload, grade or stop runs on a loopback server."""
+    if method.upper() in SAFE_METHODS:
+        return None
+    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return f"refused: a page of another site may not send {method} requests here (Sec-Fetch-Site: cross-site)"
+    origin = headers.get("origin")
+    if origin is not None and not same_origin(origin, headers.get("host", ""), allowed_hosts):
+        return f"refused: a page from {origin} may not send {method} requests here (its origin is not this server)"
+    return None
+
+
+def same_origin(origin: str, host: str, allowed_hosts: Sequence[str] | None) -> bool:
+    """Whether `origin` (scheme://host[:port], or "null" from a sandboxed page or a file) names the host and port
+    the request was sent to (its `Host`), and, with `allowed_hosts`, one of those hosts."""
+    given, own = urlsplit(origin), urlsplit(f"//{host}")
+    if given.scheme not in DEFAULT_PORTS or not given.hostname or not own.hostname:
+        return False
+    try:  # a Host without a port was sent to the default port of the page's scheme
+        given_port, own_port = given.port or DEFAULT_PORTS[given.scheme], own.port or DEFAULT_PORTS[given.scheme]
+    except ValueError:  # a port that is not a number
+        return False
+    if (given.hostname, given_port) != (own.hostname, own_port):
+        return False
+    return allowed_hosts is None or given.hostname in allowed_hosts
+
+
+def add_security_headers(response: Response) -> None:
+    """No page of ours may be framed by another (clickjacking), sniffed into another type, or leak its address
+    to another site. A response with a policy of its own (the grading report's) keeps it, framing refused too."""
+    headers = response.headers
+    policy = headers.get("content-security-policy")
+    if policy is None:
+        headers["Content-Security-Policy"] = FRAME_POLICY
+    elif "frame-ancestors" not in policy:
+        headers["Content-Security-Policy"] = f"{policy.rstrip('; ')}; {FRAME_POLICY}"
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+
+
+def _openapi_with_request_bodies(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """`app.openapi`, with what the generated document cannot know: POST /api/runs takes a TrainConfig (the route
+    reads a plain object so that it can answer 422 with `{field, problem}` items of its own), and the dataset
+    upload's multipart form, which its route reads by hand."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None  # FastAPI builds the document once and keeps it
+        document = build()
+        if first:
+            _describe_request_bodies(document)
+        return document
+
+    return openapi
+
+
+def _describe_request_bodies(document: dict[str, Any]) -> None:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    config = TrainConfig.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(config.pop("$defs", {}))
+    schemas["TrainConfig"] = config
+    schemas["FieldProblem"] = {"type": "object", "required": ["field", "problem"], "properties": {
+        "field": {"type": "string", "description": "the setting refused, e.g. data or epochs"},
+        "problem": {"type": "string", "description": "what is wrong with it"}}}
+    start_run = document["paths"]["/api/runs"]["post"]
+    start_run["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/TrainConfig"}}}}
+    start_run["responses"]["422"] = {"description": "settings refused, each with its problem", "content": {
+        "application/json": {"schema": {"type": "object", "properties": {
+            "detail": {"type": "array", "items": {"$ref": "#/components/schemas/FieldProblem"}}}}}}}
+    document["paths"]["/api/datasets/{name}/upload"]["post"]["requestBody"] = DATASET_UPLOAD_BODY
 
 
 def _keep_in_step(catalog: Catalog) -> Any:

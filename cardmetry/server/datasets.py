@@ -29,20 +29,35 @@ from cardmetry.server.threads import run_long
 from cardmetry.store.blobs import BlobStore
 from cardmetry.store.datasets import check_name, list_datasets, load_version, refine_version
 from cardmetry.store.home import Home
-from cardmetry.store.thumbnails import MAX_SIZE, MIN_SIZE, cached_thumbnail
+from cardmetry.store.thumbnails import SIZES as THUMBNAIL_SIZES
+from cardmetry.store.thumbnails import cached_thumbnail
 from cardmetry.store.uploads import MAX_FILES, UploadError, store_upload
 
 VERSION = re.compile(r"^[0-9a-f]{12}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 GALLERY_PAGE = 48  # images per gallery page unless asked otherwise
 GALLERY_MAX = 200
-THUMBNAIL_SIZE = 256
+THUMBNAIL_SIZE = 256  # the gallery's pictures; FULL_SIZE when one is opened (both among THUMBNAIL_SIZES)
+FULL_SIZE = 1024
+DIGITS = re.compile(r"(\d+)")
 FORM_FIELDS = 100  # text fields an upload may carry besides its files (it needs none)
 
 
 def created_at(seconds: float) -> str:
     """A manifest's modification time as ISO 8601 in UTC, the form every page shows and sorts."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def manifest_path(home: Home, name: str, version: str) -> Path:
+    """Where the manifest of `name`/`version` is, or 404 saying which part is wrong (never a path outside the
+    datasets)."""
+    try:
+        check_name(name)
+    except ValueError as error:
+        raise HTTPException(404, str(error)) from None
+    if not VERSION.match(version):
+        raise HTTPException(404, f"invalid dataset version {version!r}: 12 hexadecimal digits")
+    return home.datasets / name / version / "manifest.json"
 
 
 @lru_cache(maxsize=32)
@@ -53,20 +68,39 @@ def _read_manifest(path: Path, modified_ns: int) -> dict[str, Any]:
 
 
 def version_document(home: Home, name: str, version: str) -> dict[str, Any]:
-    """The manifest of `name`/`version`, or 404 saying which part is wrong (never a path outside the datasets)."""
+    """The manifest of `name`/`version`, or 404 saying which part is wrong."""
+    return _manifest_and_key(home, name, version)[0]
+
+
+def gallery_order(home: Home, name: str, version: str) -> tuple[dict[str, Any], ...]:
+    """The version's images in the gallery's order: by name, numbers by their value (scan2 before scan10)."""
+    _, manifest, modified_ns = _manifest_and_key(home, name, version)
+    return _sorted_images(manifest, modified_ns)
+
+
+def _manifest_and_key(home: Home, name: str, version: str) -> tuple[dict[str, Any], Path, int]:
+    manifest = manifest_path(home, name, version)
     try:
-        check_name(name)
-    except ValueError as error:
-        raise HTTPException(404, str(error)) from None
-    if not VERSION.match(version):
-        raise HTTPException(404, f"invalid dataset version {version!r}: 12 hexadecimal digits")
-    manifest = home.datasets / name / version / "manifest.json"
-    try:
-        return _read_manifest(manifest, manifest.stat().st_mtime_ns)
+        modified_ns = manifest.stat().st_mtime_ns
+        return _read_manifest(manifest, modified_ns), manifest, modified_ns
     except FileNotFoundError:
         raise HTTPException(404, f"no dataset version {name}/{version}") from None
     except (OSError, ValueError) as error:
         raise HTTPException(500, f"{name}/{version}: the manifest cannot be read ({error})") from None
+
+
+def name_key(name: str) -> tuple[str | int, ...]:
+    """A sort key that reads runs of digits as numbers: "card_9" before "card_10". Text and numbers alternate at
+    the same places in every key (re.split puts the digits at odd indices), so keys always compare."""
+    return tuple(int(part) if index % 2 else part.casefold() for index, part in enumerate(DIGITS.split(name)))
+
+
+@lru_cache(maxsize=32)
+def _sorted_images(manifest: Path, modified_ns: int) -> tuple[dict[str, Any], ...]:
+    """Sorted once per version (a page of a large gallery must not sort it again); the name and then the digest
+    break ties, so the order is total and paging through it never shows an image twice or skips one."""
+    entries = _read_manifest(manifest, modified_ns)["images"]
+    return tuple(sorted(entries, key=lambda e: (name_key(str(e["name"])), str(e["name"]), str(e["sha256"]))))
 
 
 def version_report(home: Home, document: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +151,7 @@ def router(ctx: ServerContext) -> APIRouter:
     def dataset_page(request: Request, name: str, version: str) -> HTMLResponse:
         version_document(home, name, version)  # 404 before a page is drawn for nothing
         return page(request, "dataset.html", f"Dataset {name}", "datasets", name=name, version=version,
-                    thumbnail_size=THUMBNAIL_SIZE, gallery_page=GALLERY_PAGE)
+                    thumbnail_size=THUMBNAIL_SIZE, full_size=FULL_SIZE, gallery_page=GALLERY_PAGE)
 
     @api.get("/api/datasets")
     def list_versions() -> list[dict[str, Any]]:
@@ -133,6 +167,11 @@ def router(ctx: ServerContext) -> APIRouter:
         """Store the files (multipart field `files`: images and labels, each under the relative path given, or
         zip archives of them) as a new version of dataset `name`, and say what was stored and what the
         validation found."""
+        # The name first: a bad one is refused before up to MAX_UPLOAD_BYTES are received and spooled to disk.
+        try:
+            check_name(name)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
         # Read here rather than as a parameter: the framework's own form reading stops at 1000 files, and one
         # folder of 564 scans with their labels is 1128.
         form = await request.form(max_files=MAX_FILES, max_fields=FORM_FIELDS)
@@ -164,18 +203,21 @@ def router(ctx: ServerContext) -> APIRouter:
     def version_images(
         name: str, version: str, offset: int = Query(0, ge=0), limit: int = Query(GALLERY_PAGE, ge=1, le=GALLERY_MAX)
     ) -> dict[str, Any]:
-        """One page of the gallery, in the manifest's order (by content hash)."""
-        entries = version_document(home, name, version)["images"]
+        """One page of the gallery, the images sorted by name (see gallery_order)."""
+        entries = gallery_order(home, name, version)
         shown = entries[offset:offset + limit]
         return {"total": len(entries), "offset": offset, "limit": limit,
                 "images": [gallery_entry(home, entry) for entry in shown]}
 
     @api.get("/api/datasets/{name}/{version}/images/{sha256}.jpg", response_class=FileResponse)
     async def version_thumbnail(
-        name: str, version: str, sha256: str, size: int = Query(THUMBNAIL_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
+        name: str, version: str, sha256: str, size: int = Query(THUMBNAIL_SIZE)
     ) -> FileResponse:
-        """The image scaled to `size` pixels on its longest side (never enlarged), outer labels drawn in cyan and
-        graphic ones in magenta. Only an image of this version is served."""
+        """The image scaled to `size` pixels on its longest side (one of THUMBNAIL_SIZES; never enlarged), outer
+        labels drawn in cyan and graphic ones in magenta. Only an image of this version is served."""
+        if size not in THUMBNAIL_SIZES:
+            allowed = ", ".join(map(str, THUMBNAIL_SIZES))
+            raise HTTPException(422, f"size: {size} is not a thumbnail size; use one of {allowed} (pixels)")
         if not SHA256.match(sha256):
             raise HTTPException(404, f"{sha256!r} is not an image digest (64 hexadecimal digits)")
         document = version_document(home, name, version)

@@ -2,14 +2,16 @@
 grade ceilings and flags, with the JSON and the customer report to download.
 
 The measuring itself is the measure layer's (through `store.measurements`, which keeps each grading's folder);
-this module reads the upload with its size capped, runs each side in a thread so the server keeps answering, and
-serves the files back. A refused card is an answer like any other (`status: refused` with its reason); only an
-upload that is not a usable image is an HTTP error.
+this module reads the upload with its size capped, loads the models and keeps, decodes and measures each side in
+the long-work threads (`server.threads`: at most a couple of decoded images in memory at once, and the server
+keeps answering), and serves the files back. A refused card is an answer like any other (`status: refused` with
+its reason); only an upload that is not a usable image is an HTTP error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,6 @@ from cardmetry.store.measurements import (
     GradingFolder,
     ModelUnavailableError,
     PredictorCache,
-    SavedImage,
     SideResult,
     TooLargeError,
     UnreadableImageError,
@@ -48,6 +49,16 @@ if TYPE_CHECKING:
 SPECS = ("standard", "small")
 MAX_FORM_BYTES = len(SIDES) * MAX_IMAGE_BYTES + 1024**2  # both images and the small fields around them
 MEDIA_TYPES = {"json": "application/json", "overlay.png": "image/png", "report.html": "text/html; charset=utf-8"}
+# The form POST /api/grade reads by hand, described for the OpenAPI document (the route takes no parameters).
+GRADE_REQUEST_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "required": ["front"],
+    "properties": {
+        "front": {"type": "string", "format": "binary", "description": "the card's front (an image)"},
+        "back": {"type": "string", "format": "binary", "description": "the card's back (an image), optional"},
+        "spec": {"type": "string", "enum": list(SPECS), "default": SPECS[0]},
+    },
+}}}}
 # The report is our own HTML with its images inline; it is served with no right to run or fetch anything.
 REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -65,7 +76,7 @@ def router(ctx: ServerContext) -> APIRouter:
     def grade_page(request: Request) -> HTMLResponse:
         return page(request, "grade.html", "Grade", "grade", specs=SPECS)
 
-    @api.post("/api/grade", status_code=201)
+    @api.post("/api/grade", status_code=201, openapi_extra={"requestBody": GRADE_REQUEST_BODY})
     async def grade(request: Request) -> dict[str, Any]:
         """Measure a card. Multipart form: `front` (an image, required), `back` (optional), `spec` (standard or
         small). Each side is measured with the models the database marks as measuring, the classical detector
@@ -77,7 +88,7 @@ def router(ctx: ServerContext) -> APIRouter:
             card = _card(form)
             model_runs = await asyncio.to_thread(_active_models, ctx)  # a database read: off the event loop
             try:
-                models = await asyncio.to_thread(load_role_models, ctx.home, model_runs, predictors)
+                models = await run_long(load_role_models, ctx.home, model_runs, predictors)  # a load takes seconds
             except ModelUnavailableError as error:
                 raise HTTPException(409, f"{error}; choose another model on the Models page") from None
             folder = GradingFolder(ctx.home)
@@ -102,7 +113,12 @@ def router(ctx: ServerContext) -> APIRouter:
         """The newest gradings first: each one's meta.json with the status of each side."""
         listed = []
         for meta in recent(ctx.home, limit):
-            status = {side: read_document(ctx.home, meta["id"], side)["status"] for side in meta["sides"]}
+            try:
+                status = {side: read_document(ctx.home, meta["id"], side)["status"] for side in meta["sides"]}
+            except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+                # One folder damaged by hand (or by a full disk) must not hide every other grading.
+                logging.getLogger(__name__).warning("grading %s is not listed: %s", meta.get("id"), error)
+                continue
             listed.append({**meta, "status": status})
         return listed
 
@@ -200,15 +216,11 @@ async def _measure_sides(
     folder: GradingFolder, uploads: Sequence[tuple[str, UploadFile]], card: CardSpec, tables: Sequence[GradeTable],
     models: Mapping[str, Predictor | None],
 ) -> list[SideResult]:
-    """Keep and check every side first (so a corrupt back refuses the whole grading before anything is
-    measured), then measure the sides at the same time, each in a thread of its own."""
-    saved: list[SavedImage] = []
-    for side, upload in uploads:
-        saved.append(await asyncio.to_thread(folder.save_image, side, upload.filename, upload.file))
-    images = [await asyncio.to_thread(folder.load, image) for image in saved]
+    """Measure the sides at the same time, each kept, decoded and measured in one long-work job (so no decoded
+    image waits in memory for a thread). A side that is too large or unreadable refuses the whole grading."""
     measured = await asyncio.gather(
-        *(run_long(folder.measure, image, pixels, card, tables, models)
-          for image, pixels in zip(saved, images, strict=True)),
+        *(run_long(folder.grade_side, side, upload.filename, upload.file, card, tables, models)
+          for side, upload in uploads),
         return_exceptions=True,  # every thread ends before the folder may be discarded
     )
     results: list[SideResult] = []

@@ -4,7 +4,9 @@ and the train and run pages.
 It holds no training logic: runs go to the executor (`cardmetry.orchestrator.local`), which runs them in worker
 processes, and everything shown is read back from the runs' folders. A run's events are streamed from its event
 log, so a page that connects late, or reconnects with `after=SEQ`, first gets what it missed, and a server restart
-loses nothing.
+loses nothing. The list of runs (GET /api/runs, the train page) is read from the catalog, the database index over
+the runs' logs, synced first (it reads only what was written since the last sync), so a poll does not read every
+run's whole log; one run (GET /api/runs/{id}, the run page) is summarised from its log itself, exact to the event.
 
 A run's detail adds what only the executor knows to the summary the events give: `status` (queued, starting,
 running, or how it ended) and the `actions` (stop, cancel, resume) the API accepts now, so the pages never guess
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 import types
@@ -27,7 +30,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import annotated_types
-from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -36,16 +39,23 @@ from cardmetry.models.registry import list_backends
 from cardmetry.orchestrator.local import OUTPUT_FILE, WORKER_FILE, LocalExecutor
 from cardmetry.server.context import ServerContext
 from cardmetry.server.pages import page
+from cardmetry.server.threads import run_poll
+from cardmetry.store.database import Catalog
 from cardmetry.store.datasets import check_name, list_datasets, load_version
 from cardmetry.store.home import Home
 from cardmetry.training.config import AugmentConfig, TrainConfig
-from cardmetry.training.events import TERMINAL, EventFollower, read_events
-from cardmetry.training.runs import ControlRequest, RunDir, RunSummary, create_run, run_summaries, summarise
+from cardmetry.training.events import TERMINAL, EventFollower, iter_events, read_events
+from cardmetry.training.runs import ControlRequest, RunDir, RunSummary, create_run, summarise
 
 POLL_SECONDS = 0.2  # how often a WebSocket looks for new events
 PING_SECONDS = 15.0  # an application-level ping this often keeps proxies from closing a quiet connection
 MAX_LOG_LINES = 500  # the most lines /api/runs/{id}/log answers with, whatever is asked
 LOG_TAIL_BYTES = 256 * 1024  # read from a log's end: enough for MAX_LOG_LINES lines of any sane length
+MAX_EVENTS = 1000  # the most events /api/runs/{id}/events answers with, whatever is asked; X-More says if more remain
+# A WebSocket's first read (the replay) sends only this many of the batch events it holds, the newest: the run
+# page keeps that many per-batch losses for its chart (static/run.js, BATCH_POINTS), and a long run's older batch
+# events are most of its log. Every other event is replayed.
+REPLAY_BATCHES = 3000
 # A run that ended so goes on from its last checkpoint. A "created" run with neither a worker nor a place in the
 # queue never started (its queue marker was lost, or it was made by hand): resuming it starts it.
 RESUMABLE = ("stopped", "failed", "created")
@@ -67,7 +77,7 @@ def router(
 
     @api.get("/train", response_class=HTMLResponse, include_in_schema=False)
     def train_page(request: Request) -> HTMLResponse:
-        return page(request, "train.html", "Train", "train", runs=_listed_runs(executor, ctx.home.runs),
+        return page(request, "train.html", "Train", "train", runs=_listed_runs(executor, ctx.catalog),
                     datasets=list_datasets(ctx.home), backends=[info.as_json() for info in list_backends()],
                     **start_form())
 
@@ -83,7 +93,8 @@ def router(
 
     @api.get("/api/runs")
     def list_runs() -> list[dict[str, Any]]:
-        return _listed_runs(executor, ctx.home.runs)
+        """Every run, newest first: its summary as its events give it, status and actions as in one run's."""
+        return _listed_runs(executor, ctx.catalog)
 
     @api.post("/api/runs", status_code=201)
     def start_run(settings: dict[str, Any]) -> dict[str, Any]:
@@ -135,8 +146,21 @@ def router(
                 if failed else None}
 
     @api.get("/api/runs/{run_id}/events")
-    def get_events(run_id: str, after: int = 0) -> list[dict[str, Any]]:
-        return read_events(ctx.run(run_id).events, after)
+    def get_events(
+        run_id: str, response: Response, after: int = 0,
+        limit: int = Query(MAX_EVENTS, ge=1, description=f"at most {MAX_EVENTS}"),
+    ) -> list[dict[str, Any]]:
+        """The run's first `limit` (at most MAX_EVENTS) events after `after`, in order. `X-More: true` when more
+        remain, with a `Link` header naming the next page (after the last seq here)."""
+        run, count = ctx.run(run_id), min(limit, MAX_EVENTS)
+        events = list(itertools.islice(iter_events(run.events, after), count + 1))
+        more = len(events) > count
+        if more:
+            events.pop()
+            following = f"/api/runs/{run.id}/events?after={events[-1]['seq']}&limit={count}"
+            response.headers["Link"] = f'<{following}>; rel="next"'
+        response.headers["X-More"] = "true" if more else "false"
+        return events
 
     @api.post("/api/runs/{run_id}/stop")
     def stop_run(run_id: str) -> dict[str, str]:
@@ -186,7 +210,9 @@ def router(
         last_sent, live = time.monotonic(), False  # the first read replays: its lag is not the server's
         try:
             while not closed.done():
-                events = await asyncio.to_thread(follower.new_events)
+                events = await run_poll(follower.new_events)  # a pool of its own: never starved
+                if not live:
+                    events = replayed(events)
                 for event in events:
                     await websocket.send_json(event)
                     if live:
@@ -240,9 +266,34 @@ def _request(run: RunDir, what: ControlRequest) -> dict[str, str]:
     return {"requested": what}
 
 
-def _listed_runs(executor: LocalExecutor, runs_root: Path) -> list[dict[str, Any]]:
+def replayed(events: list[dict[str, Any]], keep_batches: int | None = None) -> list[dict[str, Any]]:
+    """What a WebSocket's first read sends of the events it read: all but the batch events older than the newest
+    `keep_batches` (default REPLAY_BATCHES)."""
+    keep = REPLAY_BATCHES if keep_batches is None else keep_batches
+    skip = sum(event["type"] == "batch" for event in events) - keep
+    if skip <= 0:
+        return events
+    kept = []
+    for event in events:
+        if event["type"] == "batch" and skip > 0:
+            skip -= 1
+            continue
+        kept.append(event)
+    return kept
+
+
+def _listed_runs(executor: LocalExecutor, catalog: Catalog) -> list[dict[str, Any]]:
+    """Every run, newest first, from the catalog (its runs synced first: a run started a moment ago is there)."""
+    catalog.sync_runs()
     running, queued = executor.running(), executor.queued()
-    return [_listed(RunDir(runs_root / summary.id), summary, running, queued) for summary in run_summaries(runs_root)]
+    runs_root = catalog.home.runs
+    return [_listed(RunDir(runs_root / row["id"]), _summary_of(row), running, queued) for row in catalog.runs()]
+
+
+def _summary_of(row: dict[str, Any]) -> RunSummary:
+    """The RunSummary `summarise` would give, from the run's row in the catalog (which folds the same events)."""
+    return RunSummary(row["id"], row["role"], row["backend"], row["variant"], row["state"], row["epochs_finished"],
+                      row["best_metric"], row["border_error_mm"])
 
 
 def _listed(run: RunDir, summary: RunSummary, running: dict[str, int], queued: list[str]) -> dict[str, Any]:

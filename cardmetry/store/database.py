@@ -8,7 +8,13 @@ only when one of its files changed. It is cheap when nothing changed, so the ser
 
 SQLite in WAL mode by default (readers never wait for the writer), any SQLAlchemy URL (PostgreSQL) by
 configuration: `Catalog.open(home, url)`, else $CARDMETRY_DATABASE_URL, else sqlite:///HOME/cardmetry.db. The schema
-is made and upgraded by the Alembic migrations shipped in `cardmetry/store/migrations/`.
+is made and upgraded by the Alembic migrations shipped in `cardmetry/store/migrations/`; `metadata` below is the
+same schema, and a test holds the two to each other.
+
+A run's events are read as `cardmetry.training.events` reads them (a damaged line is skipped with a warning, a
+last line without its newline waits for it), so the runs table always says what `summarise` says. Only the events
+a page or query needs are mirrored into run_events: batch and heartbeat events, nearly all of a long run's log,
+are folded into the run's row and left in the log.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from alembic.config import Config
 
 from cardmetry.store.datasets import load_version
 from cardmetry.store.home import Home
-from cardmetry.training.events import TERMINAL
+from cardmetry.training.events import TERMINAL, parse_line
 from cardmetry.training.runs import RunDir, check_run_id
 
 DATABASE_URL_ENV = "CARDMETRY_DATABASE_URL"
@@ -38,6 +44,8 @@ MODEL_ROLES = ("outer", "graphic")  # what measuring asks for; a run trained for
 MODEL_STATES = ("succeeded", "stopped")  # a run that ended with its best weights kept
 SIDES = ("front", "back")
 SQLITE_BUSY_MS = 5000
+# The events run_events mirrors: what a page or query reads back. Batch and heartbeat events are not among them.
+MIRRORED_EVENTS = frozenset(("run_started", "epoch_started", "epoch_end", "checkpoint", "log", *TERMINAL))
 _MEASUREMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -65,7 +73,7 @@ dataset_images = sa.Table(
     "dataset_images", metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("version", sa.String(12), primary_key=True),
-    sa.Column("sha256", sa.String(64), sa.ForeignKey("images.sha256"), primary_key=True),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("images.sha256"), primary_key=True, index=True),
     sa.Column("image_name", sa.String(1024), nullable=False),
     sa.ForeignKeyConstraint(["name", "version"], ["dataset_versions.name", "dataset_versions.version"],
                             ondelete="CASCADE"),
@@ -108,10 +116,12 @@ models = sa.Table(
     sa.Column("recall", sa.Float),
     sa.Column("border_error_mm", sa.Float),
 )
+# The user's choice, which only the database holds: it names a run, not a model row, so a resumed model (its row
+# changes, or goes while it trains on) keeps being the choice; it goes only with its run's folder.
 active_models = sa.Table(
     "active_models", metadata,
     sa.Column("role", sa.String(16), primary_key=True),
-    sa.Column("run_id", sa.String(96), sa.ForeignKey("models.run_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("run_id", sa.String(96), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     sa.Column("chosen", sa.Float, nullable=False),
 )
 measurements = sa.Table(
@@ -155,13 +165,13 @@ def database_url(home: Home, url: str | None = None) -> str:
     return url or os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{home.root / 'cardmetry.db'}"
 
 
-def upgrade(engine: sa.Engine) -> None:
-    """Bring the schema to the newest migration (a fresh database gets all of them)."""
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision`, by default the newest migration (a fresh database gets all of them)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 def _engine(url: str) -> sa.Engine:
@@ -186,7 +196,7 @@ class SyncCounts:
 
     datasets: int = 0
     runs: int = 0
-    events: int = 0
+    events: int = 0  # new events read from the logs (batch and heartbeat ones among them, though not mirrored)
     measurements: int = 0
     removed: int = 0
 
@@ -219,6 +229,13 @@ class Catalog:
             measured, measurements_removed = self._sync_measurements()
         return SyncCounts(datasets_added, runs_changed, events_added, measured,
                           datasets_removed + runs_removed + measurements_removed)
+
+    def sync_runs(self) -> SyncCounts:
+        """Index only what the runs' folders gained: what a list of runs needs, without a look at every dataset
+        and measurement folder."""
+        with self._sync_lock:
+            runs_changed, events_added, runs_removed = self._sync_runs()
+        return SyncCounts(runs=runs_changed, events=events_added, removed=runs_removed)
 
     def _sync_datasets(self) -> tuple[int, int]:
         on_disk = {(m.parent.parent.name, m.parent.name): m for m in self.home.datasets.glob("*/*/manifest.json")}
@@ -298,14 +315,15 @@ class Catalog:
 
     def _index_run(self, run: RunDir, reset: bool) -> int:
         """Mirror a run's new events and fold them into its row; `reset`: the log is shorter than what was read
-        (replaced), so it is read again from the start."""
+        (replaced), so it is read again from the start. The row stays in place even then: the user's choice of
+        it as a model hangs on it."""
         with self.engine.begin() as db:
-            if reset:
-                db.execute(runs.delete().where(runs.c.id == run.id))
             stored = db.execute(sa.select(runs).where(runs.c.id == run.id)).mappings().first()
-            row = dict(stored) if stored else _new_run_row(run)
+            if reset:
+                db.execute(run_events.delete().where(run_events.c.run_id == run.id))
+            row = dict(stored) if stored and not reset else _new_run_row(run)
             events, offset = _read_from(run.events, row["events_offset"])
-            events = [e for e in events if int(e["seq"]) > row["events_seq"]]
+            events = [e for e in events if e["seq"] > row["events_seq"]]
             for event in events:
                 _fold(row, event)
             row["events_offset"] = offset
@@ -314,22 +332,21 @@ class Catalog:
                 db.execute(runs.update().where(runs.c.id == run.id).values(**row))
             else:
                 db.execute(runs.insert(), [row])
-            if events:
-                db.execute(run_events.insert(), [
-                    {"run_id": run.id, "seq": int(e["seq"]), "type": str(e["type"]), "time": float(e["time"]),
-                     "payload": {k: v for k, v in e.items() if k not in ("seq", "type", "time")}}
-                    for e in events
-                ])
+            mirrored = [_event_row(run.id, e) for e in events if e["type"] in MIRRORED_EVENTS]
+            if mirrored:
+                db.execute(run_events.insert(), mirrored)
             self._index_model(db, run, row)
         return len(events)
 
     def _index_model(self, db: sa.Connection, run: RunDir, row: dict[str, Any]) -> None:
-        """A run that ended with its best weights kept is a model version of its role; any other is not (a
-        resumed run stops being one until it ends again, and measuring stops using it)."""
+        """A run that ended with its best weights kept is a model version of its role. A model that was resumed
+        stays one while its new stretch runs (its best.pt is still there, and measuring may go on using it), with
+        the numbers it ended with, until the stretch ends: as a model again, or not (failed, cancelled)."""
         is_model = row["state"] in MODEL_STATES and run.best.is_file()
-        existing = db.execute(sa.select(models.c.run_id).where(models.c.run_id == run.id)).first()
+        existing = db.execute(sa.select(models.c.run_id).where(models.c.run_id == run.id)).first() is not None
         if not is_model:
-            if existing:
+            training_on = row["state"] == "running" and run.best.is_file()
+            if existing and not training_on:
                 db.execute(models.delete().where(models.c.run_id == run.id))
             return
         metrics = row["best_metrics"] or {}
@@ -407,7 +424,9 @@ class Catalog:
         return {"a": first, "b": second, "metrics": rows}
 
     def active_models(self) -> dict[str, str | None]:
-        """The run each role's measuring uses; None: the classical detector."""
+        """The run each role's measuring uses; None: the classical detector. The choice is kept while the run is
+        not a model (a resumed model whose new stretch failed): measuring then refuses, naming it, rather than
+        quietly measuring with something the user did not choose."""
         with self.engine.connect() as db:
             chosen = {r.role: r.run_id for r in db.execute(sa.select(active_models.c.role, active_models.c.run_id))}
         return {role: chosen.get(role) for role in MODEL_ROLES}
@@ -458,9 +477,16 @@ class Catalog:
             return [{"seq": r.seq, "time": r.time, "type": r.type, **r.payload} for r in db.execute(query)]
 
     def runs(self) -> list[dict[str, Any]]:
+        """Every indexed run's row, newest first (by when its config was written, as `run_summaries` orders)."""
         query = sa.select(runs).order_by(runs.c.created.desc(), runs.c.id.desc())
         with self.engine.connect() as db:
             return [dict(r) for r in db.execute(query).mappings()]
+
+    def run_states(self) -> dict[str, int]:
+        """How many runs are in each state."""
+        query = sa.select(runs.c.state, sa.func.count().label("how_many")).group_by(runs.c.state)
+        with self.engine.connect() as db:
+            return {row["state"]: row["how_many"] for row in db.execute(query).mappings()}
 
     def datasets(self) -> list[dict[str, Any]]:
         query = sa.select(dataset_versions).order_by(dataset_versions.c.created.desc())
@@ -501,15 +527,30 @@ def _fold(row: dict[str, Any], event: dict[str, Any]) -> None:
 
 
 def _read_from(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """The complete events written after byte `offset`, and the offset after the last of them (a line still being
-    written waits for its newline)."""
+    """The complete events written after byte `offset`, and the offset after the last complete line, read as
+    `cardmetry.training.events` reads them: a line still being written waits for its newline, a damaged one is
+    skipped (with a warning) and never read again."""
     if not path.exists():
         return [], 0
     with path.open("rb") as stream:
         stream.seek(offset)
         data = stream.read()
     complete = data.rfind(b"\n") + 1
-    return [json.loads(line) for line in data[:complete].splitlines() if line.strip()], offset + complete
+    events, at = [], offset
+    for raw in data[:complete].split(b"\n")[:-1]:
+        event = parse_line(raw, path, at)
+        at += len(raw) + 1
+        if event is not None:
+            events.append(event)
+    return events, offset + complete
+
+
+def _event_row(run_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """An event as run_events holds it; a time that is not a number (an event written by hand) reads as 0."""
+    when = event.get("time")
+    return {"run_id": run_id, "seq": event["seq"], "type": event["type"][:32],
+            "time": float(when) if isinstance(when, int | float) and not isinstance(when, bool) else 0.0,
+            "payload": {k: v for k, v in event.items() if k not in ("seq", "type", "time")}}
 
 
 def _size(path: Path) -> int:

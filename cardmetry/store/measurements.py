@@ -238,6 +238,20 @@ class GradingFolder:
                        self.path / f"{saved.side}.report.html")
         return SideResult(saved, result)
 
+    def grade_side(
+        self,
+        side: str,
+        filename: str | None,
+        stream: BinaryIO,
+        card: CardSpec,
+        tables: Sequence[GradeTable],
+        models: Mapping[str, Predictor | None],
+    ) -> SideResult:
+        """Keep, decode and measure one side, all in the caller's thread: its decoded pixels live only as long
+        as this call, so a bounded pool of such calls bounds the images held in memory at once."""
+        saved = self.save_image(side, filename, stream)
+        return self.measure(saved, self.load(saved), card, tables, models)
+
     def finish(self, saved: Sequence[SavedImage], model_runs: Mapping[str, str | None]) -> dict[str, Any]:
         """Write meta.json (last: from now on the grading is listed) and return it."""
         by_side = {image.side: image for image in saved}

@@ -2,8 +2,9 @@
 
 A thumbnail is keyed by the image's content hash, the size asked for and a hash of the labels drawn, under
 HOME/cache/thumbnails/, so the gallery of a large dataset is rendered once, two versions that label the same image
-differently never share a picture, and a version's labels can never be shown on a stale thumbnail. The cache holds
-nothing that cannot be rebuilt: deleting it costs only time.
+differently never share a picture, and a version's labels can never be shown on a stale thumbnail. Only a few
+sizes are drawn (SIZES): any size at all would let one image fill the cache with hundreds of pictures. The cache
+holds nothing that cannot be rebuilt: deleting it costs only time.
 
 Coordinates: labels use the label convention (pixel edge at 0); the drawing converts to OpenCV's at the boundary.
 """
@@ -29,7 +30,7 @@ from cardmetry.measure.overlay import GRAPHIC_COLOUR, OUTER_COLOUR
 from cardmetry.store.blobs import BlobStore
 from cardmetry.store.home import Home
 
-MIN_SIZE, MAX_SIZE = 32, 1024  # the longest side of a thumbnail, pixels
+SIZES = (128, 256, 512, 1024)  # the longest side of a thumbnail, pixels: the only sizes drawn and cached
 OTHER_COLOUR = (255, 220, 0)  # yellow: a class that is neither outer nor graphic
 CLASS_COLOURS = {OUTER: OUTER_COLOUR, GRAPHIC: GRAPHIC_COLOUR}
 JPEG_QUALITY = 85
@@ -89,10 +90,10 @@ def render_thumbnail(
 
 def cached_thumbnail(home: Home, entry: dict[str, Any], size: int) -> Path:
     """The thumbnail of one manifest entry (sha256, width, height, instances), rendered once and then read from
-    HOME/cache/thumbnails/. ValueError for a size out of range or a digest that is not one; ImageError when
-    the stored image cannot be read."""
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise ValueError(f"thumbnail size {size}: between {MIN_SIZE} and {MAX_SIZE} pixels")
+    HOME/cache/thumbnails/. ValueError for a size not in SIZES or a digest that is not one; ImageError when the
+    stored image cannot be read."""
+    if size not in SIZES:
+        raise ValueError(f"thumbnail size {size}: one of {', '.join(map(str, SIZES))} pixels")
     sha = str(entry["sha256"])
     source = BlobStore(home.blobs).path_for(sha)  # checks the digest: no other path can be named
     instances: list[dict[str, Any]] = list(entry.get("instances") or [])

@@ -19,6 +19,8 @@ LOCAL_SCHEMES = ("data:", "blob:", "about:")  # never leave the browser, so neve
 # Chromium also logs every 4xx/5xx answer to the console in these words; the response listener reports those, with
 # the status and the path, and knows which ones a test expects.
 RESOURCE_CONSOLE_ERROR = "Failed to load resource: the server responded with a status of"
+# How Chromium reports a request it cancelled itself, as when the page that made it is left: no server failed.
+ABORTED = "net::ERR_ABORTED"
 
 
 @dataclass
@@ -33,8 +35,9 @@ class LiveServer:
 @dataclass
 class PageProblems:
     """Everything that went wrong in the pages a test drove: JavaScript errors (logged or thrown), answers of 400
-    and over from the app, requests that failed on the way, and requests to any other origin (the app is offline:
-    no CDN, no web fonts). A test that provokes an error answer on purpose says so with `allow`."""
+    and over from the app, requests that failed on the way (but not those the browser aborted itself, as it does
+    with a page's fetches when the page is left), and requests to any other origin (the app is offline: no CDN, no
+    web fonts). A test that provokes an error answer on purpose says so with `allow`."""
 
     origin: str
     problems: list[str] = field(default_factory=list)
@@ -72,6 +75,8 @@ class PageProblems:
     def _on_request_failed(self, request: Request) -> None:
         if request.url in self.answered_with_error:
             return  # Chromium also aborts a script or style sheet that came back 404: one problem, told once
+        if request.failure == ABORTED:
+            return  # cancelled by the browser (the page was left, or replaced the request), not failed by the server
         self.problems.append(f"request failed ({request.failure}): {request.method} {request.url}")
 
     def _on_websocket(self, socket: WebSocket) -> None:
@@ -102,9 +107,9 @@ def screenshot(page: Page, name: str) -> Path:
 
 
 def wait_until_quiet(page: Page, quiet_ms: int = 2500, timeout_ms: int = 30_000) -> None:
-    """Wait until none of the page's requests has been in flight for `quiet_ms`. Leaving a page while one of its
-    fetches is under way aborts that fetch, which the watcher reports as a failed request; Playwright's
-    "networkidle" is only 500 ms of quiet, shorter than the pauses between the run page's follow-up requests."""
+    """Wait until none of the page's requests has been in flight for `quiet_ms`: the page has settled (a run page
+    asks the server again until an ended run's worker has exited). Playwright's "networkidle" is only 500 ms of
+    quiet, shorter than the pauses between the run page's follow-up requests."""
     page.wait_for_load_state("networkidle")
     in_flight: set[Request] = set()
     changes = [0]  # bumped by every start and end of a request

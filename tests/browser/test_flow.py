@@ -145,10 +145,6 @@ def start_a_run(page: Page, version: str) -> str:
     expect(panel).to_be_visible()
     expect(page.locator(f"#runs-table [data-run-row='{run_id}']")).to_have_count(1)
     expect(panel.locator("[data-field=state]")).to_have_text("running", timeout=60_000)
-    # The page asks for the list of runs every 5 s; leaving it during one of those asks aborts it. Just after one
-    # has finished (and with no change of state to come until the run ends), the next is seconds away.
-    with page.expect_event("requestfinished", lambda request: urlsplit(request.url).path == "/api/runs"):
-        pass
     panel.locator("[data-field=link]").click()
     page.wait_for_url(f"**/runs/{run_id}")
     return run_id
@@ -182,7 +178,8 @@ def watch_the_run_and_cancel_it(page: Page, run_id: str) -> None:
     expect(page.locator("#log")).to_contain_text("END cancelled")
     for button in ("#stop", "#cancel"):
         expect(page.locator(button)).to_be_disabled()
-    wait_until_quiet(page)  # the page asks the server again until the worker has exited: let it finish
+    expect(page.locator("#connection")).to_have_attribute("data-status", "ended")  # no socket is held any more
+    wait_until_quiet(page)  # the page asks the server again until the worker has exited: let it settle
     expect(page.locator("#resume")).to_be_disabled()  # a cancelled run has no checkpoint to resume from
     screenshot(page, "run-ended")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,13 +15,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.requests import Request
 
 from cardmetry.data.instances import OUTER
 from cardmetry.data.synth.dataset import SynthOptions, write_synth
 from cardmetry.measure.overlay import OUTER_COLOUR
 from cardmetry.server.pages import STATIC
 from cardmetry.store.home import Home
-from cardmetry.store.thumbnails import render_thumbnail
+from cardmetry.store.thumbnails import SIZES, render_thumbnail
 from tests.server.test_app import client_for
 
 REAL_SCANS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-scans"
@@ -168,7 +171,7 @@ def test_a_thumbnail_only_of_an_image_of_that_version(client: TestClient, box_fi
     assert response.status_code == 404 and response.json()["detail"]
 
 
-@pytest.mark.parametrize("size", [32, 100, 256])
+@pytest.mark.parametrize("size", [128, 256])
 def test_a_thumbnail_is_a_jpeg_of_the_size_asked_and_cached(
     client: TestClient, home: Home, box_files: list, size: int
 ) -> None:
@@ -185,11 +188,34 @@ def test_a_thumbnail_is_a_jpeg_of_the_size_asked_and_cached(
     assert again.content == response.content and cached[0].stat().st_mtime_ns == rendered_at  # read, not redrawn
 
 
-@pytest.mark.parametrize("size", [0, 31, 1025])
-def test_a_thumbnail_size_out_of_range_is_refused(client: TestClient, box_files: list, size: int) -> None:
+@pytest.mark.parametrize(
+    "size",
+    [
+        0,  # nothing to draw
+        32,  # a size that was once allowed: every size between 32 and 1024 was drawn and cached apart
+        129,  # one pixel off an allowed size
+        300,  # between two allowed sizes
+        2048,  # over the largest
+    ],
+)
+def test_a_thumbnail_of_another_size_is_refused_and_nothing_is_cached(
+    client: TestClient, home: Home, box_files: list, size: int
+) -> None:
     version = upload(client, "cards", box_files)["version"]
     digest = sha_of_first_image(client, "cards", version)
-    assert client.get(f"/api/datasets/cards/{version}/images/{digest}.jpg", params={"size": size}).status_code == 422
+    response = client.get(f"/api/datasets/cards/{version}/images/{digest}.jpg", params={"size": size})
+    assert response.status_code == 422
+    assert all(str(allowed) in response.json()["detail"] for allowed in SIZES)  # says which sizes to ask for
+    assert not list((home.root / "cache").rglob("*.jpg"))
+
+
+def test_the_page_asks_only_for_sizes_the_server_draws(client: TestClient, box_files: list) -> None:
+    version = upload(client, "cards", box_files)["version"]
+    html = client.get(f"/datasets/cards/{version}").text
+    asked = [int(size) for size in re.findall(r'data-(?:thumbnail|full)-size="(\d+)"', html)]
+    assert len(asked) == 2 and set(asked) <= set(SIZES)
+    script = (STATIC / "datasets.js").read_text()
+    assert "?size=${sizes." in script and not re.search(r"size=\d", script)  # no size of its own in the script
 
 
 def test_the_thumbnail_draws_the_outer_label_in_its_colour(tmp_path: Path) -> None:
@@ -254,8 +280,8 @@ def test_a_real_scans_folder_uploads_with_its_readme(client: TestClient) -> None
     assert stored["trainable"] is True, stored["problems"]
     gallery = client.get(f"/api/datasets/real-scans/{stored['version']}/images").json()["images"]
     assert sorted(e["name"] for e in gallery) == [f"real-scans/images/{stem}.jpg" for stem in stems]  # as sent
-    thumbnail = client.get(f"/api/datasets/real-scans/{stored['version']}/images/{gallery[0]['sha256']}.jpg?size=64")
-    assert thumbnail.status_code == 200 and max(Image.open(io.BytesIO(thumbnail.content)).size) == 64
+    thumbnail = client.get(f"/api/datasets/real-scans/{stored['version']}/images/{gallery[0]['sha256']}.jpg?size=128")
+    assert thumbnail.status_code == 200 and max(Image.open(io.BytesIO(thumbnail.content)).size) == 128
 
 
 @pytest.mark.parametrize(
@@ -330,3 +356,122 @@ def test_the_page_lists_each_chosen_file_once(steps: list, outcomes: list[str], 
 def test_an_upload_without_files_is_refused(client: TestClient, request_body: dict, status: int, message: str) -> None:
     response = client.post("/api/datasets/cards/upload", **request_body)
     assert response.status_code == status and message in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a b",  # a space
+        ".hidden",  # not starting with a letter or digit
+        "x" * 65,  # longer than 64
+    ],
+)
+def test_a_bad_dataset_name_is_refused_before_the_upload_is_read(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # Reading the form receives the whole body (up to the upload limit) and spools it to disk: a name that will be
+    # refused anyway must be refused before that.
+    reads: list[str] = []
+
+    async def read_form(self: Request, **_: object) -> object:
+        reads.append(self.url.path)
+        raise AssertionError("the form was read")
+
+    monkeypatch.setattr(Request, "form", read_form)
+    response = client.post(f"/api/datasets/{name}/upload", files=[("files", ("labels/a.txt", b"0 0.5 0.5 0.2 0.2"))])
+    assert response.status_code == 400 and "invalid dataset name" in response.json()["detail"]
+    assert reads == []
+
+
+def numbered_scans(count: int) -> list[tuple[str, bytes]]:
+    """`count` small distinct images named scan1.png ... scanN.png, each with a box label."""
+    files = []
+    for number in range(1, count + 1):
+        picture = io.BytesIO()
+        Image.new("RGB", (64, 80), (number * 20, 100, 200 - number * 15)).save(picture, "PNG")
+        label = b"0 0.5 0.5 0.8 0.8\n"
+        files += [(f"images/scan{number}.png", picture.getvalue()), (f"labels/scan{number}.txt", label)]
+    return files
+
+
+def test_the_gallery_is_sorted_by_name_and_pages_through_it_once(client: TestClient) -> None:
+    files = numbered_scans(11)
+    random.Random(5).shuffle(files)  # neither the order sent nor the content hashes' order is the gallery's
+    version = upload(client, "scans", files)["version"]
+    pages = [client.get(f"/api/datasets/scans/{version}/images", params={"offset": offset, "limit": 4}).json()
+             for offset in (0, 4, 8)]
+    names = [image["name"] for page in pages for image in page["images"]]
+    assert names == [f"images/scan{number}.png" for number in range(1, 12)]  # scan2 before scan10, each once
+    everything = client.get(f"/api/datasets/scans/{version}/images").json()["images"]
+    assert [image["name"] for image in everything] == names  # the same order whatever the page size
+
+
+def run_node(script: str, *arguments: str) -> object:
+    ran = subprocess.run(["node", "-e", script, *arguments], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(ran.stdout)
+
+
+REFINE_OFFER_SCRIPT = """
+const { refineOffer } = require(process.argv[1]);
+console.log(JSON.stringify(refineOffer(JSON.parse(process.argv[2]))));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize(
+    ("stats", "enabled"),
+    [
+        ({"box_labels": 6, "polygon_labels": 0}, True),  # boxes to refine
+        ({"box_labels": 1, "polygon_labels": 11}, True),  # one box left among polygons
+        ({"box_labels": 0, "polygon_labels": 12}, False),  # polygons only: the server would answer 409
+        ({}, False),  # a report without the figure offers nothing
+    ],
+)
+def test_refinement_is_offered_only_for_box_labels(stats: dict, enabled: bool) -> None:
+    offer = run_node(REFINE_OFFER_SCRIPT, str(STATIC / "datasets.js"), json.dumps(stats))
+    assert offer == {"enabled": enabled, "boxes": stats.get("box_labels", 0)}
+
+
+def test_the_version_page_starts_with_refinement_off_and_its_reason_ready(client: TestClient, box_files: list) -> None:
+    version = upload(client, "cards", box_files)["version"]
+    html = client.get(f"/datasets/cards/{version}").text
+    assert re.search(r'<button[^>]*id="refine-button"[^>]*disabled', html)  # until the report says there are boxes
+    hint = re.search(r'id="refine-none"[^>]*hidden>([^<]*)<', html)
+    assert hint and "no box labels" in " ".join(hint.group(1).split())
+
+
+def test_the_upload_page_hides_the_empty_file_list(client: TestClient) -> None:
+    html = client.get("/datasets").text
+    assert re.search(r'id="upload-chosen"[^>]*hidden', html)
+    script = (STATIC / "datasets.js").read_text()
+    assert 'ids("upload-chosen").hidden = shown.length === 0' in script
+
+
+WHEN_SCRIPT = """
+const vm = require("vm");
+const source = require("fs").readFileSync(process.argv[1], "utf8");
+const shared = vm.runInThisContext(`${source}\ncardmetry`);
+console.log(JSON.stringify(JSON.parse(process.argv[2]).map((moment) => shared.when(moment))));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize(
+    ("moment", "shown"),
+    [
+        (1_795_951_515, "2026-11-29 11:25 UTC"),  # seconds, as the grading API sends them
+        (1_795_951_515.9, "2026-11-29 11:25 UTC"),  # a fraction of a second is not shown
+        ("2026-11-29T11:25:15+00:00", "2026-11-29 11:25 UTC"),  # ISO 8601, as the datasets API sends it
+        ("2026-11-29T12:25:15+01:00", "2026-11-29 11:25 UTC"),  # another zone: shown in UTC
+        ("not a time", "—"),  # unreadable
+        (None, "—"),  # missing
+    ],
+)
+def test_every_page_writes_a_moment_the_same_way(moment: object, shown: str) -> None:
+    assert run_node(WHEN_SCRIPT, str(STATIC / "common.js"), json.dumps([moment])) == [shown]
+
+
+@pytest.mark.parametrize("script", ["datasets.js", "grade.js"])
+def test_the_pages_write_dates_with_the_shared_formatter(script: str) -> None:
+    text = (STATIC / script).read_text()
+    assert "cardmetry.when(" in text and "toLocaleString" not in text and "+00:00" not in text

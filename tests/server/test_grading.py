@@ -272,3 +272,43 @@ def test_the_page_has_the_elements_browser_tests_use(client: TestClient) -> None
                     "worst-station", "skew", "grades", "flags", "download-json", "download-report", "refusal"):
         assert f'id="{element}"' in page.text, element
     assert "/static/grade.js" in page.text and client.get("/static/grade.js").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda folder: (folder / "front.json").write_text("{not json"),  # a document cut short
+        lambda folder: (folder / "front.json").unlink(),  # a document removed by hand
+        lambda folder: (folder / "front.json").write_text("[]"),  # a document of the wrong shape
+        lambda folder: (folder / "meta.json").write_text(json.dumps({"id": folder.name})),  # no sides in meta.json
+    ],
+)
+def test_a_damaged_grading_is_left_out_of_the_list_not_a_500(
+    client: TestClient, home: Home, cards: dict[str, Rendered], damage: Callable[[Path], object],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    image = ("card.png", png(cards["front"].image), "image/png")
+    damaged, kept = (client.post("/api/grade", files={"front": image}).json()["id"] for _ in range(2))
+    damage(home.root / "measurements" / damaged)
+    listed = client.get("/api/measurements")
+    assert listed.status_code == 200, listed.text
+    assert [m["id"] for m in listed.json()] == [kept]  # the others are still listed
+    assert f"grading {damaged} is not listed" in caplog.text  # and the damaged one is logged, named
+
+
+def test_models_load_and_each_side_is_kept_decoded_and_measured_in_one_long_job(
+    client: TestClient, cards: dict[str, Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing is decoded outside the bounded pool, so no decoded image waits in memory for a thread.
+    jobs: list[str] = []
+    real = grading.run_long
+
+    async def recorded(fn: Callable, *args: object, **kwargs: object) -> object:
+        jobs.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(grading, "run_long", recorded)
+    files = {side: (f"{side}.png", png(card.image), "image/png") for side, card in cards.items()}
+    answer = client.post("/api/grade", files=files)
+    assert answer.status_code == 201, answer.text
+    assert sorted(jobs) == ["grade_side", "grade_side", "load_role_models"]

@@ -1,8 +1,10 @@
-"""The request body limit (chunked bodies included) and the upload thread pool that leaves the default pool free."""
+"""The request body limits (per route, chunked bodies included), the long-work threads that leave the default
+pool free and do not hold up a stopping server, and the WebSockets' own poll pool."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,11 +18,14 @@ from fastapi.testclient import TestClient
 from starlette.types import Message
 
 from cardmetry.orchestrator.local import LocalExecutor
-from cardmetry.server import threads
-from cardmetry.server.app import create_app
-from cardmetry.server.limits import BodyLimit
+from cardmetry.server import grading, threads
+from cardmetry.server import runs as runs_module
+from cardmetry.server.app import body_limits, create_app
+from cardmetry.server.limits import DEFAULT_MAX_BYTES, BodyLimit, RouteLimit
 from cardmetry.store.home import Home
-from tests.orchestrator.fakes import fake
+from cardmetry.store.uploads import MAX_UPLOAD_BYTES
+from cardmetry.training.events import EventLog
+from tests.orchestrator.fakes import fake, new_run
 
 LIMIT = 1000
 
@@ -185,3 +190,167 @@ def test_uploads_run_a_bounded_number_at_a_time_and_give_back_their_results() ->
     results = asyncio.run(scenario())
     assert results[:3] == [0, 10, 20] and isinstance(results[3], ValueError)
     assert most == threads.LONG_WORK_THREADS
+
+
+def routed_app() -> FastAPI:
+    """Two routes that read their whole body, one of them (the "upload") with a larger bound of its own."""
+    app = FastAPI()
+
+    @app.post("/api/things/{name}/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        return {"received": len(await request.body())}
+
+    @app.post("/api/runs")
+    async def settings(request: Request) -> dict[str, int]:
+        return {"received": len(await request.body())}
+
+    app.add_middleware(BodyLimit, max_bytes=LIMIT, routes=[RouteLimit("POST", r"/api/things/[^/]+/upload", 10 * LIMIT)])
+    return app
+
+
+@pytest.mark.parametrize("streamed", [False, True])  # with a Content-Length, and chunked without one
+@pytest.mark.parametrize(
+    ("path", "size", "status"),
+    [
+        ("/api/runs", LIMIT, 200),  # the default bound
+        ("/api/runs", LIMIT + 1, 413),  # the default bound, passed: a JSON route is not read past it
+        ("/api/things/cards/upload", 10 * LIMIT, 200),  # the route's own bound
+        ("/api/things/cards/upload", 10 * LIMIT + 1, 413),
+    ],
+)
+def test_each_route_has_its_own_bound(path: str, size: int, status: int, streamed: bool) -> None:
+    body = chunks(size, 500) if streamed else b"x" * size
+    response = TestClient(routed_app()).post(path, content=body)
+    assert response.status_code == status, response.text
+    if status == 413:
+        bound = 10 * LIMIT if path.endswith("/upload") else LIMIT
+        assert response.json()["detail"].endswith(f"limit of {bound} bytes")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "bound"),
+    [
+        ("POST", "/upload", 10 * LIMIT),  # the route's own
+        ("PUT", "/upload", LIMIT),  # another method: the default
+        ("POST", "/upload/extra", LIMIT),  # the pattern matches a whole path only
+        ("POST", "/x/upload", LIMIT),
+    ],
+)
+def test_a_routes_bound_is_for_its_method_and_whole_path_only(method: str, path: str, bound: int) -> None:
+    limit = BodyLimit(FastAPI(), max_bytes=LIMIT, routes=[RouteLimit("POST", "/upload", 10 * LIMIT)])
+    assert limit.bound_for({"method": method, "path": path}) == bound
+
+
+def test_a_broken_route_pattern_fails_when_the_app_is_built() -> None:
+    with pytest.raises(re.error):
+        RouteLimit("POST", "/api/(unclosed", 1)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "bound"),
+    [
+        ("POST", "/api/runs", DEFAULT_MAX_BYTES),  # settings: a small JSON document
+        ("POST", "/api/runs/r1/stop", DEFAULT_MAX_BYTES),
+        ("POST", "/api/datasets/cards/upload", MAX_UPLOAD_BYTES),  # a dataset: gigabytes
+        ("POST", "/api/grade", grading.MAX_FORM_BYTES),  # two images and a few fields
+        ("PUT", "/api/grade", DEFAULT_MAX_BYTES),  # the route's bound is for its own method
+    ],
+)
+def test_the_apps_bounds(method: str, path: str, bound: int) -> None:
+    assert BodyLimit(FastAPI(), routes=body_limits()).bound_for({"method": method, "path": path}) == bound
+
+
+def test_a_large_json_body_to_the_runs_api_is_refused_unread(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    client = TestClient(create_app(home, LocalExecutor(home, slots=1, command=fake("succeed", "0.1"))))
+    response = client.post("/api/runs", content=chunks(2 * DEFAULT_MAX_BYTES, 64 * 1024),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "1 MB" in response.json()["detail"]
+    assert not home.runs.exists() or not any(home.runs.iterdir())
+
+
+def test_a_slow_job_in_the_default_pool_does_not_delay_a_poll() -> None:
+    # Thumbnails and other short jobs use asyncio's default pool; a WebSocket's event-log read must not queue
+    # behind them. Here the default pool has one thread and it is taken.
+    release = threading.Event()
+
+    async def scenario() -> float:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+        busy = asyncio.ensure_future(asyncio.to_thread(release.wait, 30))
+        await asyncio.sleep(0.05)  # the slow job holds the default pool's only thread now
+        began = time.monotonic()
+        name = await asyncio.wait_for(threads.run_poll(lambda: threading.current_thread().name), timeout=5)
+        waited = time.monotonic() - began
+        release.set()
+        await busy
+        assert name.startswith("event-poll")
+        return waited
+
+    try:
+        assert asyncio.run(scenario()) < 1.0
+    finally:
+        release.set()
+
+
+def test_the_websocket_polls_its_log_in_the_poll_pool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    EventLog(new_run(home, "r1").events).emit("run_started", run="r1")
+    polled: list[str] = []
+    real = threads.run_poll
+
+    async def counted(fn: Callable[[], Any]) -> Any:
+        polled.append(getattr(fn, "__name__", ""))
+        return await real(fn)
+
+    monkeypatch.setattr(runs_module, "run_poll", counted)
+    client = TestClient(create_app(home, LocalExecutor(home, slots=1, command=fake("sleep"))))
+    with client.websocket_connect("/ws/runs/r1") as socket:
+        assert socket.receive_json()["type"] == "run_started"
+    assert "new_events" in polled
+
+
+def test_long_work_runs_in_daemon_threads_so_a_stopping_server_does_not_wait() -> None:
+    async def scenario() -> tuple[bool, str]:
+        return await threads.run_long(lambda: (threading.current_thread().daemon, threading.current_thread().name))
+
+    daemon, name = asyncio.run(scenario())
+    assert daemon and name.startswith("long-work")
+
+
+def test_a_cancelled_caller_keeps_its_slot_until_its_thread_ends() -> None:
+    # The bound counts threads at work: a client that went away must not let a third job start beside two.
+    release = threading.Event()
+    started: list[int] = []
+
+    def job(number: int) -> int:
+        started.append(number)
+        release.wait(10)
+        return number
+
+    async def scenario() -> list[int]:
+        first = asyncio.ensure_future(threads.run_long(job, 1))
+        second = asyncio.ensure_future(threads.run_long(job, 2))
+        await asyncio.sleep(0.1)
+        first.cancel()  # its caller gives up; its thread still works
+        third = asyncio.ensure_future(threads.run_long(job, 3))
+        await asyncio.sleep(0.2)
+        waiting = sorted(started)
+        release.set()
+        assert await second == 2 and await third == 3
+        return waiting
+
+    try:
+        assert asyncio.run(scenario()) == [1, 2][: threads.LONG_WORK_THREADS]
+    finally:
+        release.set()
+
+
+def test_a_long_jobs_error_reaches_its_caller() -> None:
+    def fails() -> None:
+        raise StopIteration  # even this one, which a future would refuse as it is
+
+    async def scenario() -> None:
+        await threads.run_long(fails)
+
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        asyncio.run(scenario())

@@ -3,6 +3,10 @@ the model measuring uses."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -12,7 +16,7 @@ from cardmetry.server.app import create_app
 from cardmetry.store.database import Catalog
 from cardmetry.store.home import Home
 from tests.orchestrator.fakes import fake, wait_until
-from tests.store.test_database import trained_run
+from tests.store.test_database import epoch_metrics, trained_run
 
 
 @pytest.fixture
@@ -96,6 +100,31 @@ def test_a_wrong_choice_is_refused_and_changes_nothing(client: TestClient, body:
     answer = client.put("/api/models/active", json=body)
     assert answer.status_code == status and words in str(answer.json()["detail"])
     assert client.get("/api/models/active").json() == {"outer": "outer-1", "graphic": None}
+
+
+def test_a_chosen_model_that_is_resumed_stays_chosen(home: Home) -> None:
+    _, log = trained_run(home, "stopped-1", terminal="stopped")
+    # A worker that never gets going: the test writes the resumed stretch's events itself, as a worker would.
+    client = TestClient(create_app(home, LocalExecutor(home, slots=1, command=fake("prepare"))))
+    assert client.put("/api/models/active", json={"role": "outer", "run_id": "stopped-1"}).status_code == 200
+    assert client.post("/api/runs/stopped-1/resume").status_code == 200
+    try:
+        log.reopen()
+        log.emit("run_started", run="stopped-1", resumed=True)
+        log.emit("epoch_end", epoch=3, epochs=3, metrics=epoch_metrics(3, 0.05), best_metric=0.3, best_epoch=3)
+        # Training on: the choice stands, and the model is still listed (each list syncs the catalog first).
+        assert client.get("/api/models/active").json()["outer"] == "stopped-1"
+        listed = {m["run_id"]: m for m in client.get("/api/models").json()}
+        assert (listed["stopped-1"]["state"], listed["stopped-1"]["in_use_for"]) == ("running", ["outer"])
+        log.emit("succeeded")
+        model = client.get("/api/models/stopped-1").json()
+        assert (model["state"], model["border_error_mm"], model["in_use_for"]) == ("succeeded", 0.05, ["outer"])
+        assert client.get("/api/models/active").json() == {"outer": "stopped-1", "graphic": None}
+    finally:
+        pid = client.get("/api/runs/stopped-1").json()["worker_pid"]
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def test_a_run_that_ends_after_the_app_started_becomes_a_model(client: TestClient, home: Home) -> None:

@@ -7,6 +7,7 @@ import html
 import os
 import re
 import signal
+from dataclasses import asdict
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,11 +16,14 @@ from cardmetry.models.registry import list_backends
 from cardmetry.orchestrator.local import OUTPUT_FILE, LocalExecutor
 from cardmetry.server import runs as runs_module
 from cardmetry.server.app import create_app
+from cardmetry.server.metrics import ServerMetrics
+from cardmetry.store.database import Catalog
 from cardmetry.store.datasets import import_dataset, list_datasets
 from cardmetry.store.home import Home
+from cardmetry.training import runs as training_runs
 from cardmetry.training.config import AugmentConfig, TrainConfig
 from cardmetry.training.events import TERMINAL, EventLog, read_events
-from cardmetry.training.runs import RunDir
+from cardmetry.training.runs import RunDir, summarise
 from cardmetry.training.sources import DataSource
 from tests.orchestrator.fakes import fake, new_run, wait_until
 from tests.server.conftest import store_tiny
@@ -254,3 +258,108 @@ def test_two_runs_started_through_the_api_both_appear(home: Home) -> None:
     for run_id in ids:
         run = RunDir.in_runs(home.runs, run_id)
         wait_until(lambda run=run: any(e["type"] in TERMINAL for e in read_events(run.events)))
+
+
+def trained(home: Home, run_id: str) -> RunDir:
+    """A run with epochs, a batch, a heartbeat and a damaged line among its events, ended: what the list and the
+    summary must read alike."""
+    run = ended_run(home, run_id, None)
+    log = EventLog(run.events)
+    log.emit("epoch_started", epoch=1, epochs=2, batches=1)
+    log.emit("batch", epoch=1, batch=1, batches=1, losses={"total": 0.5})
+    log.emit("epoch_end", epoch=1, epochs=2, metrics={"border_error_mm": 0.4}, best_metric=0.1, best_epoch=1)
+    log.emit("heartbeat")
+    with run.events.open("ab") as stream:
+        stream.write(b"{not an event\n")  # a damaged line: skipped by both, with a warning
+    log.emit("epoch_end", epoch=2, epochs=2, metrics={"border_error_mm": 0.9}, best_metric=0.1, best_epoch=1)
+    log.emit("stopped")
+    return run
+
+
+def test_the_run_list_is_read_from_the_catalog_and_says_what_the_summary_says(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = client_for(home)
+    started = client.post("/api/runs", json=tiny_config(data="tiny").as_json()).json()["id"]  # a real worker's log
+    wait_until(lambda: any(e["type"] in TERMINAL for e in read_events(RunDir.in_runs(home.runs, started).events)))
+    trained(home, "by-hand")
+    summaries = {run_id: asdict(summarise(RunDir.in_runs(home.runs, run_id))) for run_id in (started, "by-hand")}
+    details = {run_id: client.get(f"/api/runs/{run_id}").json() for run_id in summaries}
+
+    def no_log_reading(*_: object) -> None:
+        raise AssertionError("the run list read a whole event log")
+
+    monkeypatch.setattr(training_runs, "iter_events", no_log_reading)  # what `summarise` reads a log with
+    listed = {run["id"]: run for run in client.get("/api/runs").json()}
+    assert set(listed) == set(summaries)
+    for run_id, summary in summaries.items():
+        assert {key: listed[run_id][key] for key in summary} == summary, run_id
+        assert {key: listed[run_id][key] for key in ("status", "actions", "worker_pid", "queued")} == {
+            key: details[run_id][key] for key in ("status", "actions", "worker_pid", "queued")}, run_id
+    assert summaries["by-hand"]["epoch"] == 2 and summaries["by-hand"]["border_error_mm"] == 0.4
+    assert f'data-run-row="{started}"' in client.get("/train").text  # the page's table: the same list
+
+
+def logged_run(home: Home, run_id: str, events: int) -> RunDir:
+    """A run whose log holds `events` events: run_started, then epoch_started ones."""
+    run = ended_run(home, run_id, None)
+    log = EventLog(run.events)
+    for epoch in range(1, events):
+        log.emit("epoch_started", epoch=epoch, epochs=events)
+    return run
+
+
+@pytest.mark.parametrize(
+    ("query", "seqs", "more"),
+    [
+        ("", [1, 2, 3, 4, 5], False),  # all of a short log
+        ("?limit=2", [1, 2], True),  # a page of it; the rest remains
+        ("?after=3&limit=2", [4, 5], False),  # the last page
+        ("?limit=10000", [1, 2, 3], True),  # capped at MAX_EVENTS (3 here), whatever is asked
+    ],
+)
+def test_events_come_in_pages(home: Home, monkeypatch: pytest.MonkeyPatch, query: str, seqs: list[int],
+                              more: bool) -> None:
+    logged_run(home, "r1", 5)
+    if "10000" in query:
+        monkeypatch.setattr(runs_module, "MAX_EVENTS", 3)
+    answer = client_for(home).get(f"/api/runs/r1/events{query}")
+    assert [event["seq"] for event in answer.json()] == seqs
+    assert answer.headers["X-More"] == ("true" if more else "false")
+    if more:
+        assert answer.headers["Link"] == f'</api/runs/r1/events?after={seqs[-1]}&limit={len(seqs)}>; rel="next"'
+    else:
+        assert "Link" not in answer.headers
+
+
+def test_events_refuse_an_empty_page(home: Home) -> None:
+    logged_run(home, "r1", 2)
+    answer = client_for(home).get("/api/runs/r1/events?limit=0")
+    assert answer.status_code == 422 and "limit" in str(answer.json()["detail"])
+
+
+def test_the_replay_sends_only_the_newest_batches_and_every_other_event(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs_module, "REPLAY_BATCHES", 2)  # what the page keeps for its chart
+    run = ended_run(home, "r1", None)
+    log = EventLog(run.events)
+    log.emit("epoch_started", epoch=1, epochs=1, batches=4)
+    for batch in range(1, 5):
+        log.emit("batch", epoch=1, batch=batch, batches=4, losses={"total": 1.0 / batch})
+    log.emit("epoch_end", epoch=1, epochs=1, metrics={}, best_metric=0.1, best_epoch=1)
+    log.emit("succeeded")
+    with client_for(home).websocket_connect("/ws/runs/r1") as socket:
+        received = [socket.receive_json() for _ in range(6)]
+    assert [(event["type"], event["seq"]) for event in received] == [
+        ("run_started", 1), ("epoch_started", 2), ("batch", 5), ("batch", 6), ("epoch_end", 7), ("succeeded", 8)]
+
+
+def test_the_metrics_count_runs_from_the_catalog(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    for run_id, terminal in (("a", "succeeded"), ("b", "succeeded"), ("c", None)):
+        ended_run(home, run_id, terminal)
+    catalog = Catalog.open(home)
+    metrics = ServerMetrics(home, LocalExecutor(home, slots=1, command=fake("succeed", "0.1")), catalog)
+    monkeypatch.setattr(training_runs, "iter_events", lambda *_: iter(()))  # the logs are not read whole
+    text = metrics.render().decode()
+    assert 'cardmetry_runs{state="succeeded"} 2.0' in text and 'cardmetry_runs{state="running"} 1.0' in text

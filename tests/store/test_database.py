@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from cardmetry.store.database import DATABASE_URL_ENV, Catalog
+from cardmetry.store.database import DATABASE_URL_ENV, MIGRATIONS, Catalog, SyncCounts, metadata, upgrade
 from cardmetry.store.datasets import import_dataset
 from cardmetry.store.home import Home
 from cardmetry.training.events import EventLog
@@ -82,8 +86,40 @@ def test_migrations_make_the_schema_on_a_fresh_file_in_wal_mode(home: Home, cata
         assert set(sa.inspect(db).get_table_names()) == TABLES
         assert db.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert db.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == newest_revision()
     Catalog.open(home).close()  # opening again upgrades nothing and loses nothing
+
+
+def newest_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_the_migrated_schema_is_the_one_the_code_defines(catalog: Catalog) -> None:
+    # Autogenerate's view: every table, column, type, index and foreign key the migrations made, against `metadata`.
+    with catalog.engine.connect() as db:
+        assert compare_metadata(MigrationContext.configure(db), metadata) == []
+
+
+def test_the_upgrade_from_the_first_schema_keeps_the_choice_and_drops_batch_events(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0001")
+    with engine.begin() as db:
+        db.exec_driver_sql("INSERT INTO runs VALUES ('r1', 'outer', 'toy', '', 'tiny', '{}', 'succeeded', 1, 1, 0.5, "
+                           "'{}', NULL, 1.0, 2.0, 3, 300)")
+        db.exec_driver_sql("INSERT INTO models VALUES ('r1', 'outer', 'best.pt', '{}', NULL, NULL, NULL, NULL)")
+        db.exec_driver_sql("INSERT INTO active_models VALUES ('outer', 'r1', 5.0)")
+        for seq, kind in enumerate(("run_started", "batch", "heartbeat", "epoch_end"), start=1):
+            db.exec_driver_sql(f"INSERT INTO run_events VALUES ('r1', {seq}, '{kind}', 1.0, '{{}}')")
+    upgrade(engine)
+    with engine.connect() as db:
+        assert db.exec_driver_sql("SELECT role, run_id, chosen FROM active_models").all() == [("outer", "r1", 5.0)]
+        assert db.exec_driver_sql("SELECT type FROM run_events ORDER BY seq").scalars().all() == [
+            "run_started", "epoch_end"]
+    engine.dispose()
 
 
 def test_a_sync_indexes_runs_and_their_events_like_the_run_summary(home: Home, catalog: Catalog) -> None:
@@ -108,6 +144,44 @@ def test_a_second_sync_adds_only_what_is_new(home: Home, catalog: Catalog) -> No
     assert (again.runs, again.events) == (1, 1)
     assert [e["seq"] for e in catalog.run_events("r1")] == [1, 2, 3, 4]
     assert catalog.runs()[0]["state"] == "stopped"
+
+
+def test_batch_and_heartbeat_events_are_folded_in_but_not_mirrored(home: Home, catalog: Catalog) -> None:
+    run, log = trained_run(home, "r1", terminal=None)
+    log.emit("epoch_started", epoch=3, epochs=3)
+    for batch in (1, 2):
+        log.emit("batch", epoch=3, batch=batch, batches=2, losses={"total": 1.0 / batch})
+    log.emit("heartbeat")
+    log.emit("epoch_end", epoch=3, epochs=3, metrics=epoch_metrics(3, 0.05), best_metric=0.3, best_epoch=3)
+    assert catalog.sync().events == 8  # every new event is read...
+    assert [e["type"] for e in catalog.run_events("r1")] == [  # ...and only what a page or query reads is kept
+        "run_started", "epoch_end", "epoch_end", "epoch_started", "epoch_end"]
+    [row] = catalog.runs()
+    assert (row["events_seq"], row["epochs_finished"]) == (8, summarise(run).epoch)
+
+
+def test_a_damaged_line_is_skipped_as_the_run_summary_skips_it(home: Home, catalog: Catalog) -> None:
+    # A damaged line in the middle of a log (a writer killed mid-write on another disk, an edit by hand).
+    run, log = trained_run(home, "r1", terminal=None)
+    with run.events.open("ab") as stream:
+        stream.write(b'{"seq": 4, "time": 1.0, "type": "epo\n')
+    log.emit("epoch_end", epoch=3, epochs=3, metrics=epoch_metrics(3, 0.05), best_metric=0.3, best_epoch=3)
+    log.emit("succeeded")
+    catalog.sync()
+    [row] = catalog.runs()
+    summary = summarise(run)
+    assert (row["state"], row["epochs_finished"], row["best_metric"], row["border_error_mm"]) == (
+        summary.state, summary.epoch, summary.best_metric, summary.border_error_mm) == ("succeeded", 3, 0.3, 0.05)
+    assert [m["run_id"] for m in catalog.models()] == ["r1"]
+    assert [e["seq"] for e in catalog.run_events("r1")] == [1, 2, 3, 4, 5]  # the log's own numbering goes on
+
+
+def test_syncing_the_runs_alone_leaves_the_other_folders_for_the_full_sync(home: Home, catalog: Catalog) -> None:
+    trained_run(home, "r1")
+    write_measurement(home, "20261129T110821123456-1a2b3c4d", {"front": measured(55.0)})
+    assert catalog.sync_runs() == SyncCounts(runs=1, events=4)
+    assert [r["id"] for r in catalog.runs()] == ["r1"] and catalog.recent_measurements() == []
+    assert catalog.sync() == SyncCounts(measurements=1)  # the runs are in step already
 
 
 def test_a_line_still_being_written_waits_for_its_newline(home: Home, catalog: Catalog) -> None:
@@ -201,6 +275,48 @@ def test_set_active_model_refuses_what_is_not_a_model_of_that_role(
     assert catalog.active_models() == {"outer": None, "graphic": None}
 
 
+@pytest.mark.parametrize(
+    ("ending", "still_a_model"),
+    [
+        ("succeeded", True),  # the resumed run finished: its (new) best weights are the model again
+        ("stopped", True),  # stopped again by hand, its best weights kept
+        ("failed", False),  # the new stretch crashed: no longer a model, but the user's choice stays theirs
+    ],
+)
+def test_resuming_a_chosen_model_keeps_the_choice(home: Home, catalog: Catalog, ending: str,
+                                                   still_a_model: bool) -> None:
+    _, log = trained_run(home, "r1", terminal="stopped")
+    catalog.sync()
+    catalog.set_active_model("outer", "r1")
+    log.reopen()  # resumed: a new stretch of the same log
+    log.emit("run_started", run="r1", resumed=True)
+    log.emit("epoch_end", epoch=3, epochs=3, metrics=epoch_metrics(3, 0.05), best_metric=0.3, best_epoch=3)
+    catalog.sync()
+    # Training on: still the model it was (its best.pt is still there), with the numbers it had ended with.
+    model = catalog.model("r1")
+    assert model is not None and model["state"] == "running" and model["border_error_mm"] == 0.1
+    assert catalog.active_models()["outer"] == "r1"
+    log.emit(ending)
+    catalog.sync()
+    assert catalog.active_models()["outer"] == "r1"
+    model = catalog.model("r1")
+    assert (model is not None) == still_a_model
+    if model is not None:
+        assert (model["state"], model["border_error_mm"]) == (ending, 0.05)
+
+
+def test_a_replaced_log_is_read_again_and_keeps_the_choice(home: Home, catalog: Catalog) -> None:
+    run, _ = trained_run(home, "r1", borders=(0.3, 0.2, 0.1))
+    catalog.sync()
+    catalog.set_active_model("outer", "r1")
+    lines = run.events.read_bytes().splitlines(keepends=True)
+    run.events.write_bytes(b"".join([*lines[:2], lines[-1]]))  # shorter than what was read: a log written anew
+    catalog.sync()
+    assert catalog.runs()[0]["epochs_finished"] == summarise(run).epoch == 1
+    assert [e["seq"] for e in catalog.run_events("r1")] == [1, 2, 5]
+    assert catalog.active_models()["outer"] == "r1"
+
+
 def test_a_run_folder_that_goes_away_takes_its_model_and_the_choice_with_it(home: Home, catalog: Catalog) -> None:
     run, _ = trained_run(home, "r1")
     catalog.sync()
@@ -233,6 +349,24 @@ def test_measurements_are_indexed_per_side(home: Home, catalog: Catalog) -> None
     assert (front["side"], front["status"], front["left_share"], front["worst_left_share"]) == ("front", "ok", 55, 54)
     assert front["worst_left_right_station"] == 7 and front["sha256"] == f"{0:064x}"
     assert (back["status"], back["reason"], back["left_share"]) == ("refused", "no outer edge found", None)
+
+
+def test_one_measurement_is_read_with_its_documents(home: Home, catalog: Catalog) -> None:
+    measurement_id = "20261129T110821123456-1a2b3c4d"
+    write_measurement(home, measurement_id, {"front": measured(55.0), "back": measured(48.0)})
+    write_measurement(home, "20261129T110822123456-00000000", {"front": measured(50.0)})
+    catalog.sync()
+    sides = catalog.measurement(measurement_id)
+    assert [(side["side"], side["document"]) for side in sides] == [("back", measured(48.0)),
+                                                                     ("front", measured(55.0))]
+    assert catalog.measurement("20261129T000000000000-ffffffff") == []
+
+
+def test_runs_are_counted_by_state(home: Home, catalog: Catalog) -> None:
+    for run_id, terminal in (("a", "succeeded"), ("b", "succeeded"), ("c", "failed"), ("d", None)):
+        trained_run(home, run_id, terminal=terminal)
+    catalog.sync()
+    assert catalog.run_states() == {"succeeded": 2, "failed": 1, "running": 1}
 
 
 @pytest.mark.parametrize(

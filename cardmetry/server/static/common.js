@@ -45,6 +45,14 @@ const cardmetry = {
     });
   },
 
+  // A moment as every page writes it, whatever the browser's locale: "2026-11-29 11:25 UTC". Takes seconds since
+  // 1970 (what the API sends as a number) or an ISO 8601 string; anything unreadable becomes "—".
+  when(moment) {
+    const date = typeof moment === "number" ? new Date(moment * 1000) : new Date(String(moment));
+    if (moment === null || moment === undefined || Number.isNaN(date.getTime())) return "—";
+    return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  },
+
   show(text, ok = false) {
     const box = document.getElementById("message");
     box.textContent = text;

@@ -148,7 +148,7 @@ async function loadVersions() {
   for (const v of versions) {
     const tr = row(
       [link(v.name, versionHref(v.name, v.version), { "data-testid": "version-link" }), v.version, v.images,
-        v.trainable ? "yes" : "no", v.problems, v.format, v.created.replace("T", " ").replace("+00:00", " UTC")],
+        v.trainable ? "yes" : "no", v.problems, v.format, cardmetry.when(v.created)],
       { "data-testid": "version-row", "data-name": v.name, "data-version": v.version },
     );
     tr.children[3].className = v.trainable ? "ok" : "bad";
@@ -179,6 +179,7 @@ function datasetsPage() {
       list.appendChild(row([path, formatBytes(file.size)], { "data-testid": "chosen-file" }));
     }
     if (shown.length > 200) list.appendChild(row([`… and ${shown.length - 200} more`, ""]));
+    ids("upload-chosen").hidden = shown.length === 0; // no header over an empty list
     const nameOk = NAME_PATTERN.test(nameInput.value);
     ids("dataset-name-hint").hidden = nameOk || nameInput.value === "";
     uploadButton.disabled = uploading || selection.count === 0 || !nameOk;
@@ -320,7 +321,8 @@ async function walkEntry(entry, pairs) {
 function datasetPage(view) {
   const { name, version } = view.dataset;
   const pageSize = Number(view.dataset.pageSize);
-  const thumbnailSize = Number(view.dataset.thumbnailSize);
+  const sizes = { thumbnail: Number(view.dataset.thumbnailSize), full: Number(view.dataset.fullSize) };
+  let refinable = false; // known once the report says whether the version holds any box label
   let offset = 0;
   let total = 0;
 
@@ -328,6 +330,7 @@ function datasetPage(view) {
     try {
       const report = await cardmetry.api(versionApi(name, version));
       showReport(report);
+      refinable = showRefineOffer(report.stats);
     } catch (error) {
       cardmetry.show(`The report could not be loaded: ${error.message}`);
     }
@@ -344,7 +347,7 @@ function datasetPage(view) {
     total = page.total;
     const gallery = document.getElementById("gallery");
     gallery.replaceChildren();
-    for (const image of page.images) gallery.appendChild(galleryItem(name, version, image, thumbnailSize));
+    for (const image of page.images) gallery.appendChild(galleryItem(name, version, image, sizes));
     const last = Math.min(offset + page.images.length, total);
     document.getElementById("gallery-range").textContent = total ? `${offset + 1}–${last} of ${total}` : "no images";
     document.getElementById("gallery-prev").disabled = offset === 0;
@@ -373,7 +376,7 @@ function datasetPage(view) {
       status.textContent = "";
       cardmetry.show(`Refinement failed: ${error.message}`);
     } finally {
-      refineButton.disabled = false;
+      refineButton.disabled = !refinable;
     }
   });
 
@@ -381,18 +384,22 @@ function datasetPage(view) {
   loadGallery();
 }
 
-function galleryItem(name, version, image, size) {
+// One picture of the gallery. `sizes` are the page's two thumbnail sizes (the server draws only a few): the
+// picture shown, and the larger one opened by a click.
+function galleryItem(name, version, image, sizes) {
   const source = `${versionApi(name, version)}/images/${image.sha256}.jpg`;
   const figure = element("figure", null, { "data-testid": "gallery-item", "data-sha256": image.sha256 });
-  const full = link("", `${source}?size=1024`, { target: "_blank", rel: "noopener" });
-  full.appendChild(element("img", null, { src: `${source}?size=${size}`, alt: image.name, loading: "lazy" }));
+  const full = link("", `${source}?size=${sizes.full}`, { target: "_blank", rel: "noopener" });
+  const picture = { src: `${source}?size=${sizes.thumbnail}`, alt: image.name, loading: "lazy" };
+  full.appendChild(element("img", null, picture));
   figure.appendChild(full);
   const caption = element("figcaption");
   caption.appendChild(element("span", image.name, { class: "name", title: image.name }));
   const labels = `${image.instances} label${image.instances === 1 ? "" : "s"}`;
   const boxes = image.boxes ? ` (${image.boxes} box${image.boxes === 1 ? "" : "es"})` : "";
   const bytes = image.bytes === null ? "" : ` · ${formatBytes(image.bytes)}`;
-  caption.appendChild(element("span", `${image.width}×${image.height}${bytes} · ${labels}${boxes}`, { class: "hint" }));
+  const figures = `${image.width}×${image.height}${bytes} · ${labels}${boxes}`;
+  caption.appendChild(element("span", figures, { class: "hint" }));
   figure.appendChild(caption);
   return figure;
 }
@@ -401,7 +408,7 @@ function showReport(report) {
   const ids = (id) => document.getElementById(id);
   ids("report-format").textContent = report.format || "—";
   ids("report-images").textContent = String(report.images);
-  ids("report-created").textContent = report.created.replace("T", " ").replace("+00:00", " UTC");
+  ids("report-created").textContent = cardmetry.when(report.created);
   const trainable = ids("report-trainable");
   trainable.textContent = report.trainable ? "yes" : "no: it has errors (it can be inspected, not trained on)";
   trainable.className = report.trainable ? "ok" : "bad";
@@ -420,6 +427,21 @@ function showReport(report) {
   ids("problems-table").hidden = report.problems.length === 0;
   ids("problems-empty").hidden = report.problems.length > 0;
   showStats(report.stats);
+}
+
+// Whether refinement is worth offering: only a version holding box labels has anything to refine (the server
+// answers 409 otherwise). Pure logic, tested under node.
+function refineOffer(stats) {
+  const boxes = Number(stats && stats.box_labels) || 0;
+  return { enabled: boxes > 0, boxes };
+}
+
+// Enable the refine button, or disable it with the reason shown; says whether it is enabled.
+function showRefineOffer(stats) {
+  const offer = refineOffer(stats);
+  document.getElementById("refine-button").disabled = !offer.enabled;
+  document.getElementById("refine-none").hidden = offer.enabled;
+  return offer.enabled;
 }
 
 function showStats(stats) {
@@ -485,4 +507,4 @@ if (typeof document !== "undefined") {
   else start();
 }
 
-if (typeof module !== "undefined") module.exports = { FileSelection, formatBytes, CLUTTER };
+if (typeof module !== "undefined") module.exports = { FileSelection, formatBytes, CLUTTER, refineOffer };

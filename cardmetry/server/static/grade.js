@@ -188,7 +188,7 @@
       name.append(link);
       const sides = meta.sides.map((side) => `${side} ${meta.status[side]}`).join(", ");
       const models = [meta.outer_model, meta.graphic_model].filter(Boolean).join(", ") || "classical";
-      row.append(element("td", new Date(meta.created * 1000).toLocaleString()), name, element("td", sides),
+      row.append(element("td", cardmetry.when(meta.created)), name, element("td", sides),
         element("td", models));
       body.append(row);
     }

@@ -16,10 +16,6 @@ function number(value, digits = 3) {
   return typeof value === "number" ? value.toFixed(digits) : "–";
 }
 
-function date(seconds) {
-  return new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ");
-}
-
 function modelRow(model, role, active) {
   const inUse = active[role] === model.run_id;
   const row = element("tr", null, { "data-testid": "model-row", "data-run-id": model.run_id, "data-role": role });
@@ -42,7 +38,7 @@ function modelRow(model, role, active) {
     row.append(element("td", number(model[key]), { class: "num", "data-field": key }));
   }
   row.append(element("td", number(model.border_error_mm, 4), { class: "num", "data-field": "border_error_mm" }));
-  row.append(element("td", date(model.created)));
+  row.append(element("td", cardmetry.when(model.created)));
 
   const cell = row.appendChild(element("td"));
   if (inUse) {

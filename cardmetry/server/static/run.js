@@ -4,14 +4,26 @@
 // not seen, then streams new events, with a ping when quiet. When the socket closes, or nothing (not even a ping)
 // arrived for 40 s, the watcher reconnects after 0.5 s, doubling to 5 s: it first fetches /api/runs/{id} (the
 // run's state as the server sees it now), then opens a socket that continues after the last seq, and drops any
-// event it has already seen. A RunModel folds the summary and the events into what is shown; a RunView draws it.
-// Nothing is guessed: the state comes from the events and the summary, and progress moves only with batch and
-// epoch events.
+// event it has already seen. Once the run has ended (a terminal event, and nothing after it for a moment) the
+// socket is closed and the badge says "ended"; a summary that shows the run going again (a resume) opens it again.
+// A RunModel folds the summary and the events into what is shown; a RunView draws it. Nothing is guessed: the state
+// comes from the events and the summary, and progress moves only with batch and epoch events.
+//
+// The run page also shows the tail of the run's log.txt (GET /api/runs/{id}/log), asked for every few seconds
+// while the run is active and once after it ended. Every `log` event is a line of that file too (the worker writes
+// the line, then the event), so the file is what is shown, and a log event is added below it only while the file
+// read has not caught up with it.
 "use strict";
 
 (() => {
-  const settings = { firstRetryMs: 500, maxRetryMs: 5000, silenceMs: 40000, watchdogMs: 2000 };
+  const settings = {
+    firstRetryMs: 500, maxRetryMs: 5000, silenceMs: 40000, watchdogMs: 2000,
+    endQuietMs: 300, // a terminal event with nothing after it for this long ends the watching (a replay may go on)
+    logPollMs: 3000, // how often the run page asks for the log file's tail while the run is active
+    renderDelayMs: 60,
+  };
   const TERMINAL = new Set(["succeeded", "failed", "stopped", "cancelled"]);
+  const ACTIVE = new Set(["queued", "starting", "running"]);
   const FATAL_CLOSE_CODES = new Set([4401, 4403, 4404]); // no token, another origin, no such run: retrying won't help
   const LOG_LINES = 300;
   const BATCH_POINTS = 3000; // per-batch loss points kept for the chart
@@ -25,33 +37,45 @@
       this.after = 0; // the last seq handed on
       this.socket = null;
       this.generation = 0; // a socket's handlers act only while it is the current one
+      this.attempt = 0; // likewise for a reconnect waiting on its summary
       this.retryMs = settings.firstRetryMs;
       this.retryTimer = null;
+      this.watchdog = null;
       this.lastHeard = Date.now();
-      this.stopped = false;
-      this.watchdog = setInterval(() => this.checkSilence(), settings.watchdogMs);
+      this.ended = false; // the run ended: no socket until a summary shows it going again
+      this.closed = false; // for good: nothing more is asked or handed on
+    }
+
+    get stopped() {
+      return this.ended || this.closed;
     }
 
     start() {
+      if (this.closed) return;
+      this.ended = false;
+      if (this.watchdog === null) this.watchdog = setInterval(() => this.checkSilence(), settings.watchdogMs);
       this.handlers.connection("connecting");
       this.reconnect();
     }
 
     async reconnect() {
       if (this.stopped) return;
+      const attempt = ++this.attempt;
       try {
         await this.refresh();
       } catch (error) {
+        if (attempt !== this.attempt || this.stopped) return;
         this.handlers.connection("reconnecting", error.message);
         this.scheduleRetry();
         return;
       }
-      this.connect();
+      if (attempt === this.attempt) this.connect(); // else a newer reconnect (after an end and a resume) goes on
     }
 
+    // The summary is still wanted after the run ended (the buttons follow the worker's exit), not once closed.
     async refresh() {
       const detail = await cardmetry.api(`/api/runs/${encodeURIComponent(this.runId)}`);
-      if (!this.stopped) this.handlers.summary(detail);
+      if (!this.closed) this.handlers.summary(detail);
       return detail;
     }
 
@@ -124,10 +148,26 @@
       }
     }
 
-    close() {
-      this.stopped = true;
+    stopTimers() {
       clearInterval(this.watchdog);
+      this.watchdog = null;
       if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.attempt += 1; // a reconnect waiting on its summary opens no socket
+    }
+
+    // The run has ended: nothing more will come, so hold no socket and no timer. start() watches it again.
+    finish() {
+      if (this.stopped) return;
+      this.ended = true;
+      this.stopTimers();
+      this.detach();
+      this.handlers.connection("ended");
+    }
+
+    close() {
+      this.closed = true;
+      this.stopTimers();
       this.detach();
     }
   }
@@ -146,7 +186,10 @@
       this.lastEventAt = null;
       this.epochEnds = new Map(); // epoch -> its epoch_end event (a repeated epoch replaces the earlier one)
       this.batchLosses = []; // {x: fractional epoch, y: total loss}
-      this.log = [];
+      this.logEvents = []; // {seq, time, level, message, end}: the log events and the terminal events
+      this.fileLines = null; // the log file's tail, as last read (null: not read yet)
+      this.fileSeq = 0; // the last seq this page had applied when that read was asked for
+      this.borderEvalImages = null; // from the config: 0 means the border error is never measured
       this.failure = null; // {error, lines}
       this.failedSeq = null;
     }
@@ -155,6 +198,9 @@
     // before the last event arrived here would turn the state back.
     applySummary(detail) {
       if (detail.config && this.epochs === null) this.epochs = detail.config.epochs;
+      if (detail.config && typeof detail.config.border_eval_images === "number") {
+        this.borderEvalImages = detail.config.border_eval_images;
+      }
       if (typeof detail.last_seq === "number" && detail.last_seq < this.lastSeq) return false;
       this.status = detail.status;
       this.actions = { ...detail.actions };
@@ -214,7 +260,7 @@
     }
 
     on_log(e) {
-      this.addLog(e.time, (e.level || "info").toUpperCase(), e.message);
+      this.addLog(e, (e.level || "info").toUpperCase(), String(e.message), false);
     }
 
     onTerminal(e) {
@@ -227,13 +273,31 @@
         this.failure = { error: e.error || "failed", lines: e.log_tail || [] };
         this.failedSeq = e.seq;
       }
-      this.addLog(e.time, "END", e.type === "failed" ? `failed: ${e.error}` : e.type);
+      this.addLog(e, "END", e.type === "failed" ? `failed: ${e.error}` : e.type, true);
     }
 
-    addLog(time, level, message) {
-      const clock = new Date(time * 1000).toLocaleTimeString([], { hour12: false });
-      this.log.push(`${clock} ${level} ${message}`);
-      if (this.log.length > LOG_LINES) this.log.splice(0, this.log.length - LOG_LINES);
+    addLog(event, level, message, end) {
+      this.logEvents.push({ seq: event.seq, time: event.time, level, message, end });
+      if (this.logEvents.length > LOG_LINES) this.logEvents.splice(0, this.logEvents.length - LOG_LINES);
+    }
+
+    // The log file's tail, read by a request asked for when this page had applied every event up to `seqAsked`.
+    setFileLines(lines, seqAsked) {
+      this.fileLines = lines;
+      this.fileSeq = seqAsked;
+    }
+
+    // What the log panel shows: the file's tail, then the log events the file did not hold yet when read, then how
+    // the run ended (the END line is the page's own, not a line of the file). Before the first read: the events.
+    logLines() {
+      if (this.fileLines === null) return this.logEvents.map(logLine);
+      const lines = this.logEvents.filter((e) => !e.end);
+      const pending = lines.filter((e) => e.seq > this.fileSeq);
+      const known = lines.filter((e) => e.seq <= this.fileSeq);
+      const held = heldInFile(this.fileLines, known.length ? known[known.length - 1] : null, pending);
+      const ends = this.logEvents.filter((e) => e.end);
+      const ending = TERMINAL.has(this.status) && ends.length ? [ends[ends.length - 1]] : [];
+      return [...this.fileLines, ...pending.slice(held).map(logLine), ...ending.map(logLine)];
     }
 
     // 0..1, from the events only: steps when the run said how many there are, else epochs and batches.
@@ -265,6 +329,33 @@
       if (this.status !== "running" || this.etaS === null) return null;
       return Math.max(0, this.etaS - (now - this.etaAt) / 1000);
     }
+  }
+
+  const FILE_LINE_TIME = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /; // how the worker's logger starts each line
+
+  // A log event as the worker's logger writes it into log.txt (in this browser's time zone).
+  function logLine(entry) {
+    const at = new Date(entry.time * 1000);
+    const two = (n) => String(n).padStart(2, "0");
+    const clock = `${at.getFullYear()}-${two(at.getMonth() + 1)}-${two(at.getDate())} `
+      + `${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())}`;
+    return `${clock} ${entry.level} ${entry.message}`;
+  }
+
+  // How many of `pending` (log events after the ones the file was read for) the file already ends with. The worker
+  // writes a line before its event, so a read asked for after event N holds the lines of the log events up to N
+  // (the last of them `lastKnown`) and may hold the first few pending ones after it, in order: the largest such
+  // count whose lines close the file, just after `lastKnown`'s own line. Lines compare by level and message.
+  function heldInFile(fileLines, lastKnown, pending) {
+    const key = (e) => `${e.level} ${e.message}`;
+    const fileKey = (line) => line.replace(FILE_LINE_TIME, "");
+    for (let count = Math.min(pending.length, fileLines.length); count > 0; count -= 1) {
+      const tail = fileLines.slice(fileLines.length - count);
+      if (!tail.every((line, i) => fileKey(line) === key(pending[i]))) continue;
+      const before = fileLines.length - count - 1;
+      if (lastKnown === null || (before >= 0 && fileKey(fileLines[before]) === key(lastKnown))) return count;
+    }
+    return 0;
   }
 
   function formatSeconds(seconds) {
@@ -330,7 +421,7 @@
       this.renderTimer = setTimeout(() => {
         this.renderTimer = null;
         this.render(this.model);
-      }, 60);
+      }, settings.renderDelayMs);
     }
 
     render(model) {
@@ -353,12 +444,7 @@
       this.renderClock();
       this.renderLatest(model);
       this.renderFailure(model);
-      const log = this.field("log");
-      if (log) {
-        const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-        log.textContent = model.log.join("\n");
-        if (atEnd) log.scrollTop = log.scrollHeight;
-      }
+      this.renderLog(model);
       for (const button of this.root.querySelectorAll("[data-action]")) {
         button.disabled = !model.actions[button.dataset.action];
       }
@@ -377,6 +463,23 @@
       }
     }
 
+    // The log, kept scrolled to its end unless the reader scrolled up; a muted note instead of an empty box.
+    renderLog(model) {
+      const log = this.field("log");
+      if (!log) return;
+      const lines = model.logLines();
+      const empty = this.field("log-empty");
+      if (empty) {
+        empty.hidden = lines.length > 0;
+        log.hidden = lines.length === 0;
+      }
+      const text = lines.join("\n");
+      if (log.textContent === text) return;
+      const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      log.textContent = text;
+      if (atEnd) log.scrollTop = log.scrollHeight;
+    }
+
     renderLatest(model) {
       const latest = this.field("latest");
       if (!latest) return;
@@ -389,7 +492,8 @@
       const loss = Object.values(last.losses || {}).reduce((a, b) => a + (typeof b === "number" ? b : 0), 0);
       latest.textContent = `epoch ${last.epoch}: loss ${number(loss, 4)} · precision ${number(metric(metrics, "precision"), 3)}`
         + ` · recall ${number(metric(metrics, "recall"), 3)} · mAP50 ${number(metric(metrics, "map50"), 3)}`
-        + ` · border error ${number(metrics.border_error_mm, 3)} mm`
+        + ` · border error ${typeof metrics.border_error_mm === "number"
+          ? `${metrics.border_error_mm.toFixed(3)} mm` : "not measured"}`
         + (last.best_epoch ? ` · best epoch ${last.best_epoch}` : "");
     }
 
@@ -433,6 +537,24 @@
           data: ends.map((e) => ({ x: e.epoch, y: (e.metrics || {}).border_error_mm ?? null })),
         }]);
       }
+      this.renderBorderNote(model, ends);
+    }
+
+    // Say why the border chart is empty rather than show bare axes; a chart with points keeps a note on the
+    // latest epoch when that one was not measured.
+    renderBorderNote(model, ends) {
+      const note = this.field("border-note");
+      if (!note) return;
+      const measured = (e) => typeof (e.metrics || {}).border_error_mm === "number";
+      const last = ends[ends.length - 1];
+      let text = "";
+      if (model.borderEvalImages === 0) text = "border error not measured: border_eval_images is 0";
+      else if (!ends.some(measured)) text = "border error not measured yet";
+      else if (!measured(last)) text = `border error not measured at epoch ${last.epoch}`;
+      note.textContent = text;
+      note.hidden = !text;
+      const box = this.charts.border && this.charts.border.canvas.parentElement;
+      if (box) box.hidden = !ends.some(measured);
     }
 
     setSeries(chart, series) {
@@ -449,6 +571,7 @@
       badge.dataset.status = status;
       badge.className = `connection ${status}`;
       badge.textContent = reason && status !== "live" ? `${status}: ${reason}` : status;
+      badge.title = status === "ended" ? "the run has ended: the page no longer listens for its events" : "";
     }
 
     text(name, value) {
@@ -457,12 +580,20 @@
     }
   }
 
-  // Watch run `runId` and draw it under `root`; returns {watcher, model, view}. `onChange(model)` hears every
-  // change of state (the train page refreshes its table then).
-  function watch(runId, root, { onChange, onFailed } = {}) {
+  // Watch run `runId` and draw it under `root`; returns its handle {watcher, model, view, close, closed,
+  // snapshot}. Options: `onChange(model)` hears every change of state (the train page refreshes its table then);
+  // `onFailed(model)`; `closeWhenEnded` (ms): once the run has ended and its worker is gone, close the handle after
+  // that long, leaving the last state drawn; `onClosed(handle)`; `afterAction(action)` after stop, cancel or resume
+  // was asked for. Where `root` holds a log (the run page) the log file's tail is read too.
+  function watch(runId, root, { onChange, onFailed, closeWhenEnded = null, onClosed, afterAction } = {}) {
     const model = new RunModel(runId);
+    const seen = { first: null, last: null, count: 0, breaks: [] }; // the seqs handed to the model, in order
+    const connections = []; // the badge's statuses in order
+    const timers = { settle: null, end: null, close: null }; // one-shot
+    const intervals = { clock: null, log: null };
     let lastStatus = null;
-    let settleTimer = null;
+    let settled = false; // the last summary agreed with the events that the run ended, and its worker is gone
+    let closed = false;
     const changed = () => {
       view.schedule(model);
       if (model.status !== lastStatus) {
@@ -470,12 +601,54 @@
         if (onChange) onChange(model);
       }
     };
+    const record = (seq) => {
+      if (seen.last !== null && seq !== seen.last + 1) seen.breaks.push([seen.last, seq]);
+      if (seen.first === null) seen.first = seq;
+      seen.last = seq;
+      seen.count += 1;
+    };
     // After a terminal event the worker is reaped within a second: ask the server then, so the buttons show
     // what the API accepts, not what the page assumed.
     const settle = (delay) => {
-      clearTimeout(settleTimer);
-      settleTimer = setTimeout(() => watcher.refresh().catch(() => watcher.drop()), delay);
+      if (closed) return;
+      clearTimeout(timers.settle);
+      timers.settle = setTimeout(() => {
+        timers.settle = null;
+        watcher.refresh().catch(() => (watcher.ended ? settle(settings.maxRetryMs) : watcher.drop()));
+      }, delay);
     };
+    const closeSoon = () => {
+      if (closeWhenEnded === null || timers.close !== null || !(settled && watcher.ended)) return;
+      timers.close = setTimeout(close, closeWhenEnded);
+    };
+
+    // --- the log file (the run page only) ---
+    let logReading = false;
+    let logAgain = false;
+    let endRead = false; // the log has been read once since the run ended
+    const readLog = async () => {
+      if (closed) return;
+      if (logReading) { logAgain = true; return; } // the last lines must not be missed: read again after
+      logReading = true;
+      const asked = model.lastSeq;
+      try {
+        const answer = await cardmetry.api(`/api/runs/${encodeURIComponent(runId)}/log?lines=${LOG_LINES}`);
+        if (!closed) {
+          model.setFileLines(Array.isArray(answer.lines) ? answer.lines : [], asked);
+          view.schedule(model);
+        }
+      } catch (_) {
+        // Left to the next read: meanwhile the log events still show, and the run's state is not at stake.
+      } finally {
+        logReading = false;
+      }
+      if (logAgain) {
+        logAgain = false;
+        readLog();
+      }
+    };
+    const readsLog = Boolean(root.querySelector('[data-field="log"]'));
+
     const act = async (action, button) => {
       if (action === "cancel" && !window.confirm(`Cancel run ${runId}? It ends now and its checkpoints are deleted.`)) {
         return;
@@ -488,34 +661,95 @@
         cardmetry.show(`${action} of run ${runId}: ${error.message}`);
       }
       settle(0);
+      if (afterAction) afterAction(action);
     };
     const view = new RunView(root, runId, { onAction: act });
     const watcher = new RunWatcher(runId, {
       summary(detail) {
         // Older than what the events said, or a worker that has written its end and is still exiting (resume
         // is refused until it is gone): ask again soon.
-        const settled = model.applySummary(detail) && !(detail.worker_pid && TERMINAL.has(detail.status));
-        if (!settled) settle(1000);
+        const accepted = model.applySummary(detail);
+        const exiting = Boolean(detail.worker_pid) && TERMINAL.has(detail.status);
+        if (!accepted || exiting) settle(1000);
+        settled = accepted && !exiting && TERMINAL.has(model.status);
+        if (accepted && ACTIVE.has(detail.status)) endRead = false;
+        if (accepted && watcher.ended && (ACTIVE.has(detail.status) || detail.last_seq > model.lastSeq)) {
+          // Going again (resumed), or with events this page has not had: watch it again.
+          clearTimeout(timers.close);
+          timers.close = null;
+          watcher.start();
+        }
+        if (settled && readsLog && !endRead) {
+          endRead = true;
+          readLog();
+        }
+        closeSoon();
         changed();
       },
       event(event) {
+        record(event.seq);
         model.apply(event);
+        // A terminal event ends the watching once nothing follows it for a moment: a replay of a run that was
+        // resumed goes on past its earlier end.
+        clearTimeout(timers.end);
+        timers.end = null;
+        if (TERMINAL.has(model.status)) {
+          timers.end = setTimeout(() => {
+            timers.end = null;
+            watcher.finish();
+            closeSoon();
+          }, settings.endQuietMs);
+        }
         if (TERMINAL.has(event.type)) {
           settle(1500);
           if (event.type === "failed" && onFailed) onFailed(model);
         }
         changed();
       },
-      connection(status, reason) { view.connection(status, reason); },
+      connection(status, reason) {
+        connections.push(status);
+        if (connections.length > 100) connections.shift();
+        view.connection(status, reason);
+      },
     });
-    setInterval(() => view.renderClock(), 1000);
+
+    // Closed for good: no socket, no timer; the last state stays drawn.
+    function close() {
+      if (closed) return;
+      closed = true;
+      watcher.close();
+      for (const name of Object.keys(timers)) {
+        clearTimeout(timers[name]);
+        timers[name] = null;
+      }
+      for (const name of Object.keys(intervals)) {
+        clearInterval(intervals[name]);
+        intervals[name] = null;
+      }
+      clearTimeout(view.renderTimer);
+      view.renderTimer = null;
+      view.render(model);
+      if (watchers.get(runId) === handle) watchers.delete(runId);
+      if (onClosed) onClosed(handle);
+    }
+
+    intervals.clock = setInterval(() => view.renderClock(), 1000);
+    if (readsLog) {
+      intervals.log = setInterval(() => { if (ACTIVE.has(model.status)) readLog(); }, settings.logPollMs);
+      readLog();
+    }
     watcher.start();
-    const handle = { watcher, model, view };
+    const handle = {
+      watcher, model, view, close,
+      get closed() { return closed; },
+      // For the browser tests: copies, so a test reads the page's record without being able to change it.
+      snapshot: () => ({ seen: { ...seen, breaks: seen.breaks.map((b) => [...b]) }, connections: [...connections] }),
+    };
     watchers.set(runId, handle);
     return handle;
   }
 
-  const watchers = new Map(); // run id -> {watcher, model, view}: for the browser tests, and the train page
+  const watchers = new Map(); // run id -> its watch handle, while open: for the browser tests
 
   // The run page's worker output: what the process printed, when the run failed (a crash before the run's own
   // log began shows only there).
@@ -536,7 +770,7 @@
 
   cardmetry.runs = { settings, watch, watchers, RunWatcher, RunModel, RunView, formatSeconds };
 
-  const page = document.getElementById("run");
+  const page = typeof document === "undefined" ? null : document.getElementById("run"); // none under node's tests
   if (page && page.dataset.runId) {
     watch(page.dataset.runId, document, { onFailed: (model) => showWorkerOutput(model.runId) });
   }

@@ -1,13 +1,16 @@
 // The train page: the start form (one run, or an outer and a graphic run at once), the table of runs, and a live
-// panel (run.js) for every run that is queued or running, so two runs are watched side by side.
+// panel (run.js) for every run that is queued or running, so two runs are watched side by side. A panel whose run
+// has ended stops watching it (no socket, no timer) a few seconds after its worker is gone and keeps showing how
+// it ended, with the Resume button where the API accepts it, until the user dismisses it or leaves the page.
 "use strict";
 
 (() => {
   const ACTIVE = new Set(["queued", "starting", "running"]);
   const TABLE_REFRESH_MS = 5000;
+  const PANEL_CLOSE_MS = 5000; // how long an ended run's panel still listens (late log lines, the worker's exit)
   const form = document.getElementById("start-form");
   const backends = JSON.parse(document.getElementById("backends-data").textContent);
-  const panels = new Map(); // run id -> its panel's watch handle
+  const panels = new Map(); // run id -> {panel, handle}: its panel and the panel's watch handle
 
   // --- the form -----------------------------------------------------------------------------------------------
   function showVariants() {
@@ -120,16 +123,41 @@
   }
 
   // --- live panels --------------------------------------------------------------------------------------------
+  // A panel for the run, unless one watches it already; a closed one (its run had ended, and now runs again after
+  // a resume) is replaced by a new one.
   function addPanel(runId) {
-    if (panels.has(runId)) return;
+    const existing = panels.get(runId);
+    if (existing && !existing.handle.closed) return;
     const panel = document.getElementById("run-panel").content.firstElementChild.cloneNode(true);
     panel.dataset.runId = runId;
+    panel.dataset.watching = "true";
     const link = panel.querySelector('[data-field="link"]');
     link.href = `/runs/${encodeURIComponent(runId)}`;
     link.textContent = runId;
-    document.getElementById("live-runs").prepend(panel);
+    panel.querySelector("[data-dismiss]").addEventListener("click", () => removePanel(runId));
+    if (existing) existing.panel.replaceWith(panel);
+    else document.getElementById("live-runs").prepend(panel);
     document.getElementById("no-live").hidden = true;
-    panels.set(runId, cardmetry.runs.watch(runId, panel, { onChange: () => refreshTable() }));
+    const handle = cardmetry.runs.watch(runId, panel, {
+      onChange: () => refreshTable(),
+      afterAction: () => refreshTable(),
+      closeWhenEnded: PANEL_CLOSE_MS,
+      onClosed: () => {
+        panel.dataset.watching = "false";
+        panel.classList.add("closed");
+        panel.querySelector("[data-dismiss]").hidden = false;
+      },
+    });
+    panels.set(runId, { panel, handle });
+  }
+
+  function removePanel(runId) {
+    const entry = panels.get(runId);
+    if (!entry) return;
+    entry.handle.close();
+    entry.panel.remove();
+    panels.delete(runId);
+    document.getElementById("no-live").hidden = panels.size > 0;
   }
 
   // --- the runs table -----------------------------------------------------------------------------------------

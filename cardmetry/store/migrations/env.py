@@ -6,10 +6,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+from cardmetry.store.database import metadata
+
 
 def run_migrations(connection: sa.Connection) -> None:
-    # render_as_batch: SQLite alters a table by copying it, which later migrations need for column changes
-    context.configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
+    # render_as_batch: SQLite alters a table by copying it, which later migrations need for column changes;
+    # target_metadata: the tables as the code defines them, what `alembic revision --autogenerate` and the test
+    # that compares them with the migrated schema read
+    context.configure(connection=connection, target_metadata=metadata,
+                      render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
 
