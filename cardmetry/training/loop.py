@@ -178,6 +178,9 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
         dataset_version=data.version, train_images=len(data.train), synthetic_images=len(data.synthetic),
         val_images=len(data.val),
     )
+    log(f"{'resuming' if resume else 'starting'} {config.role} {config.backend}/{spec.variant} on {device}: "
+        f"{len(data.train)} training images, {len(data.synthetic)} synthetic, {len(data.val)} for validation "
+        f"(dataset {data.version}), {batches_per_epoch} batches an epoch")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -300,6 +303,7 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
             eta_s=round(float(np.mean(epoch_seconds)) * _epochs_left(config, epoch), 1),
             monitor=MONITOR, best_metric=state["best_metric"], best_epoch=state["best_epoch"],
         )
+        log(_epoch_line(epoch + 1, config.epochs, sums, counted, metrics, epoch_seconds[-1]))
         if config.max_steps and state["step"] >= config.max_steps:
             log(f"reached --max-steps {config.max_steps}")
             break
@@ -310,6 +314,19 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
         raise RunEnded("cancelled", epoch=epoch + 1, step=state["step"])
     raise RunEnded("succeeded", epochs_done=epoch + 1, step=state["step"], best_metric=state["best_metric"],
                    best_epoch=state["best_epoch"], best=str(run.best))
+
+
+def _epoch_line(epoch: int, epochs: int, sums: dict[str, float], counted: int, metrics: dict[str, Any],
+                seconds: float) -> str:
+    """One line a person reads in the run's log: the epoch's losses and validation figures."""
+    losses = ", ".join(f"{name} {total / max(counted, 1):.4f}" for name, total in sums.items())
+    shown = [f"{label} {metrics[key]:.3f}" for label, key in
+             (("mask precision", "precision_mask"), ("recall", "recall_mask"), ("mAP50", "map50_mask"))
+             if isinstance(metrics.get(key), float)]
+    border = metrics.get("border_error_mm")
+    if isinstance(border, float):
+        shown.append(f"border error {border:.4f} mm")
+    return f"epoch {epoch}/{epochs} in {seconds:.1f} s: {losses}; " + (", ".join(shown) or "not validated")
 
 
 OWN_LOOP_METRICS = {f"{kind}_{name}": f"{key}_{kind}" for kind in ("box", "mask") for name, key in
