@@ -512,6 +512,9 @@ def _fold(row: dict[str, Any], event: dict[str, Any]) -> None:
     row["events_seq"] = int(event["seq"])
     if kind == "run_started":
         row["state"] = "running"
+        spec = event.get("spec")
+        if not row["variant"] and isinstance(spec, dict):  # the backend's default, as the run resolved it
+            row["variant"] = str(spec.get("variant") or "")[:64]
         if event.get("dataset_version") and "@" not in row["dataset"]:
             row["dataset"] = f"{row['dataset']}@{event['dataset_version']}"[:255]
     elif kind == "epoch_end":

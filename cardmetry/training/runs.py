@@ -131,11 +131,14 @@ class RunSummary:
 
 def summarise(run: RunDir) -> RunSummary:
     config = run.read_config()
-    state, epoch, best, border = "created", 0, None, None
+    state, epoch, best, border, variant = "created", 0, None, None, config.variant or ""
     ends: dict[int, dict] = {}
     for event in iter_events(run.events):
         if event["type"] == "run_started":
             state = "running"
+            spec = event.get("spec")
+            if not variant and isinstance(spec, dict):  # the backend's default, as the run resolved it
+                variant = str(spec.get("variant") or "")
         elif event["type"] == "epoch_end":
             epoch, best = event["epoch"], event.get("best_metric")
             ends[event["epoch"]] = event
@@ -143,7 +146,7 @@ def summarise(run: RunDir) -> RunSummary:
             border = best_end["metrics"].get("border_error_mm") if best_end else None
         elif event["type"] in TERMINAL:
             state = event["type"]
-    return RunSummary(run.id, config.role, config.backend, config.variant or "", state, epoch, best, border)
+    return RunSummary(run.id, config.role, config.backend, variant, state, epoch, best, border)
 
 
 def run_summaries(runs_root: Path) -> list[RunSummary]:
