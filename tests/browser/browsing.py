@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request, Response, WebSocket
+
+from cardmetry.data.synth.dataset import SynthOptions, write_synth
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 SCREENSHOT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -137,3 +140,15 @@ def wait_until_quiet(page: Page, quiet_ms: int = 2500, timeout_ms: int = 30_000)
     finally:
         for event, listener in listeners.items():
             page.remove_listener(event, listener)
+
+
+def upload_rendered_cards(api: httpx.Client, name: str, scratch: Path, count: int, seed: int) -> str:
+    """`count` rendered cards (100 dpi) stored as dataset `name` through the upload API; the version stored."""
+    write_synth(scratch, SynthOptions(count=count, seed=seed, dpi=100, supersample=1))
+    files = [("files", (f"cards/{part}/{path.name}", path.read_bytes()))
+             for part in ("images", "labels") for path in sorted((scratch / part).iterdir())]
+    answer = api.post(f"/api/datasets/{name}/upload", files=files)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["trainable"] is True, answer.json()["problems"]
+    return str(answer.json()["version"])
+

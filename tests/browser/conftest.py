@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
@@ -79,6 +80,14 @@ def browser_context(browser: Browser, live_server: LiveServer) -> Iterator[Brows
     context.set_default_timeout(15_000)
     yield context
     context.close()
+
+
+@pytest.fixture(scope="module")
+def api(live_server: LiveServer) -> Iterator[httpx.Client]:
+    """The app's API as a script uses it, with the access token in a header."""
+    with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {live_server.token}"},
+                      timeout=60) as client:
+        yield client
 
 
 @pytest.fixture

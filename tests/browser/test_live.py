@@ -10,16 +10,13 @@ are, not for a server's failures. Screenshots go to test-output/screenshots/.
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from cardmetry.data.synth.dataset import SynthOptions, write_synth
-from tests.browser.browsing import LiveServer, PageProblems, screenshot, wait_until_quiet
+from tests.browser.browsing import PageProblems, screenshot, upload_rendered_cards, wait_until_quiet
 
 DATASET = "live-cards"
 CARDS = 6
@@ -43,25 +40,9 @@ SNAPSHOT = "(id) => cardmetry.runs.watchers.get(id).snapshot()"
 
 
 @pytest.fixture(scope="module")
-def api(live_server: LiveServer) -> Iterator[httpx.Client]:
-    """The app's API as a script uses it, with the access token in a header."""
-    with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {live_server.token}"},
-                      timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def stored_dataset(api: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Six rendered cards stored as a dataset through the upload API; its version."""
-    rendered = tmp_path_factory.mktemp("live-rendered")
-    write_synth(rendered, SynthOptions(count=CARDS, seed=6262, dpi=100, supersample=1))
-    files = [("files", (f"cards/{part}/{path.name}", path.read_bytes()))
-             for part in ("images", "labels") for path in sorted((rendered / part).iterdir())]
-    shutil.rmtree(rendered)
-    answer = api.post(f"/api/datasets/{DATASET}/upload", files=files)
-    assert answer.status_code == 201, answer.text
-    assert answer.json()["trainable"] is True, answer.json()["problems"]
-    return answer.json()["version"]
+    return upload_rendered_cards(api, DATASET, tmp_path_factory.mktemp("live-rendered"), CARDS, seed=6262)
 
 
 def test_a_dropped_socket_reconnects_with_no_gap_and_no_double(
