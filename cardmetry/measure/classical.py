@@ -231,6 +231,19 @@ class Background:
         return (lowest <= highest) & (rest_squared <= self.across**2)
 
 
+# The fewest pixels a side of an image to measure may have. A card at any resolution worth measuring spans hundreds;
+# an image a few pixels across holds no card, and its background cannot even be modelled.
+MIN_IMAGE_SIDE_PX = 32
+
+
+def too_small(image: np.ndarray) -> str | None:
+    """Why an image is too small to measure a card in, or None."""
+    height, width = image.shape[:2]
+    if min(height, width) >= MIN_IMAGE_SIDE_PX:
+        return None
+    return f"the image is {width} x {height} px: too small to measure a card (at least {MIN_IMAGE_SIDE_PX} px a side)"
+
+
 def detect_outer(image: np.ndarray, spec: CardSpec, *, reduced: Reduced | None = None) -> np.ndarray | str:
     """The card's outer quad (OpenCV pixels, upright order), or the reason it cannot be found.
 

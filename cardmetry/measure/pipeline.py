@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cardmetry.geometry.specs import CardSpec
-from cardmetry.measure.classical import Reduced, detect_graphic, detect_outer
+from cardmetry.measure.classical import Reduced, detect_graphic, detect_outer, too_small
 from cardmetry.measure.engine import measure_borders
 from cardmetry.measure.grades import GradeTable, add_grades
 from cardmetry.measure.quality import suspected_sleeve_edge
@@ -26,6 +26,8 @@ def measure_image(
     """Measure one RGB image, with grade ceilings from `grade_tables` (reading files is the caller's: see
     `cardmetry.data.images.load_image`)."""
     start = time.perf_counter()
+    if reason := too_small(image):
+        return Refusal(name, side, reason)
     reduced = Reduced.of(image)  # the detectors' and the sleeve check's working copy, made once
     outer = detect_outer(image, spec, reduced=reduced)
     if isinstance(outer, str):

@@ -45,7 +45,7 @@ from cardmetry.geometry.lines import (
     upright_quad,
 )
 from cardmetry.geometry.specs import CardSpec
-from cardmetry.measure.classical import Reduced, detect_graphic, detect_outer
+from cardmetry.measure.classical import Reduced, detect_graphic, detect_outer, too_small
 from cardmetry.measure.engine import measure_borders
 from cardmetry.measure.grades import GradeTable, add_grades
 from cardmetry.measure.quality import suspected_sleeve_edge
@@ -98,6 +98,8 @@ def measure_with_models(
     overlap the rest, so the parts add up to more than the total.
     """
     start = time.perf_counter()
+    if reason := too_small(image):
+        return Refusal(name, side, reason)
     timing: dict[str, float] = {}
     with _ModelPasses(image, outer, graphic, timing) as passes:
         reduced = Reduced.of(image)  # the classical detectors' and the sleeve check's working copy, made once

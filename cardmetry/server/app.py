@@ -15,16 +15,19 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import BaseRoute, Route
 
 from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server import datasets, grading, models, runs
@@ -54,6 +57,7 @@ DATASET_UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"sc
     "required": ["files"],
     "properties": {"files": {
         "type": "array",
+        "minItems": 1,
         "items": {"type": "string", "format": "binary"},
         "description": "images and labels, each under its path relative to the dataset's root, or zip archives",
     }},
@@ -140,11 +144,30 @@ def create_app(
             swagger_ui_parameters={"validatorUrl": None})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(runs.router(ctx, allowed, allowed_hosts, NO_TOKEN))
-    app.include_router(datasets.router(ctx))
-    app.include_router(models.router(ctx))
-    app.include_router(grading.router(ctx))
+    parts = [runs.router(ctx, allowed, allowed_hosts, NO_TOKEN), datasets.router(ctx), models.router(ctx),
+             grading.router(ctx)]
+    for part in parts:
+        app.include_router(part)
+    every_route = [*app.routes, *(route for part in parts for route in part.routes)]
+    app.add_exception_handler(405, method_not_allowed(every_route))
     return app
+
+
+def method_not_allowed(routes: Iterable[BaseRoute]) -> Callable[[Request, Exception], Any]:
+    """The 405 answer, with every method the path takes in `Allow`: the router's own names only the first route
+    that matched the path (`Allow: GET` for /api/runs, which takes POST too)."""
+    http_routes = [route for route in routes if isinstance(route, Route)]
+
+    async def answer(request: Request, error: Exception) -> Response:
+        path = request.scope["path"]
+        methods = sorted({method for route in http_routes if route.path_regex.match(path)
+                          for method in route.methods or ()})
+        if not methods:  # a 405 that is not a route's (the static files'): the framework's own answer
+            return await http_exception_handler(request, cast(StarletteHTTPException, error))
+        detail = f"{request.method} is not allowed on {path}; it takes {', '.join(methods)}"
+        return JSONResponse({"detail": detail}, 405, headers={"Allow": ", ".join(methods)})
+
+    return answer
 
 
 def body_limits() -> tuple[RouteLimit, ...]:

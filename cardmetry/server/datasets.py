@@ -24,6 +24,7 @@ from starlette.datastructures import UploadFile
 from cardmetry.data.images import ImageError
 from cardmetry.data.stats import dataset_stats
 from cardmetry.server.context import ServerContext
+from cardmetry.server.errors import error_responses
 from cardmetry.server.pages import page
 from cardmetry.server.threads import run_long
 from cardmetry.store.blobs import BlobStore
@@ -162,7 +163,7 @@ def router(ctx: ServerContext) -> APIRouter:
             for info in list_datasets(home)
         ]
 
-    @api.post("/api/datasets/{name}/upload", status_code=201)
+    @api.post("/api/datasets/{name}/upload", status_code=201, responses=error_responses(400, 413, 422))
     async def upload_dataset(name: str, request: Request) -> dict[str, Any]:
         """Store the files (multipart field `files`: images and labels, each under the relative path given, or
         zip archives of them) as a new version of dataset `name`, and say what was stored and what the
@@ -193,13 +194,13 @@ def router(ctx: ServerContext) -> APIRouter:
                 "new_images": stored.new_blobs, "trainable": stored.trainable, "problems": result.problems,
                 "duplicates": [{"kept": kept, "duplicate": duplicate} for kept, duplicate in stored.duplicates]}
 
-    @api.get("/api/datasets/{name}/{version}")
+    @api.get("/api/datasets/{name}/{version}", responses=error_responses(404))
     async def version_detail(name: str, version: str) -> dict[str, Any]:
         """The validation report (every problem with file, line, severity and message), classes and stats."""
         document = version_document(home, name, version)
         return await asyncio.to_thread(version_report, home, document)
 
-    @api.get("/api/datasets/{name}/{version}/images")
+    @api.get("/api/datasets/{name}/{version}/images", responses=error_responses(404, 422))
     def version_images(
         name: str, version: str, offset: int = Query(0, ge=0), limit: int = Query(GALLERY_PAGE, ge=1, le=GALLERY_MAX)
     ) -> dict[str, Any]:
@@ -209,9 +210,11 @@ def router(ctx: ServerContext) -> APIRouter:
         return {"total": len(entries), "offset": offset, "limit": limit,
                 "images": [gallery_entry(home, entry) for entry in shown]}
 
-    @api.get("/api/datasets/{name}/{version}/images/{sha256}.jpg", response_class=FileResponse)
+    @api.get("/api/datasets/{name}/{version}/images/{sha256}.jpg", response_class=FileResponse,
+             responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404, 422)})
     async def version_thumbnail(
-        name: str, version: str, sha256: str, size: int = Query(THUMBNAIL_SIZE)
+        name: str, version: str, sha256: str,
+        size: int = Query(THUMBNAIL_SIZE, json_schema_extra={"enum": list(THUMBNAIL_SIZES)}),
     ) -> FileResponse:
         """The image scaled to `size` pixels on its longest side (one of THUMBNAIL_SIZES; never enlarged), outer
         labels drawn in cyan and graphic ones in magenta. Only an image of this version is served."""
@@ -231,7 +234,7 @@ def router(ctx: ServerContext) -> APIRouter:
         # The key names the content and the labels: the picture at this address never changes.
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
-    @api.post("/api/datasets/{name}/{version}/refine", status_code=201)
+    @api.post("/api/datasets/{name}/{version}/refine", status_code=201, responses=error_responses(404, 409))
     async def refine(name: str, version: str) -> dict[str, Any]:
         """Box-to-polygon refinement, stored as a new version of the dataset: which version, how many boxes were
         refined, and each refused box with its image and the reason."""

@@ -23,6 +23,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from cardmetry.geometry.specs import CardSpec, card_spec
 from cardmetry.measure.grades import GradeTable, load_tables
 from cardmetry.server.context import ServerContext
+from cardmetry.server.errors import error_responses
 from cardmetry.server.pages import page
 from cardmetry.server.threads import run_long
 from cardmetry.store.measurements import (
@@ -76,7 +77,8 @@ def router(ctx: ServerContext) -> APIRouter:
     def grade_page(request: Request) -> HTMLResponse:
         return page(request, "grade.html", "Grade", "grade", specs=SPECS)
 
-    @api.post("/api/grade", status_code=201, openapi_extra={"requestBody": GRADE_REQUEST_BODY})
+    @api.post("/api/grade", status_code=201, openapi_extra={"requestBody": GRADE_REQUEST_BODY},
+              responses=error_responses(400, 409, 413, 422))
     async def grade(request: Request) -> dict[str, Any]:
         """Measure a card. Multipart form: `front` (an image, required), `back` (optional), `spec` (standard or
         small). Each side is measured with the models the database marks as measuring, the classical detector
@@ -122,7 +124,7 @@ def router(ctx: ServerContext) -> APIRouter:
             listed.append({**meta, "status": status})
         return listed
 
-    @api.get("/api/measurements/{measurement_id}")
+    @api.get("/api/measurements/{measurement_id}", responses=error_responses(404))
     def get_measurement(measurement_id: str) -> dict[str, Any]:
         """A grading as POST /api/grade answered it."""
         try:
@@ -132,7 +134,8 @@ def router(ctx: ServerContext) -> APIRouter:
             raise HTTPException(404, str(error)) from None
         return _answer(meta, documents)
 
-    @api.get("/api/measurements/{measurement_id}/{filename}", response_class=FileResponse)
+    @api.get("/api/measurements/{measurement_id}/{filename}", response_class=FileResponse,
+             responses=error_responses(404, 422))
     def measurement_file(measurement_id: str, filename: str, download: bool = False) -> FileResponse:
         """SIDE.json, SIDE.overlay.png or SIDE.report.html; `?download=1` sends it as an attachment."""
         try:

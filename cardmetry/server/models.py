@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict
 
 from cardmetry.server.context import ServerContext
+from cardmetry.server.errors import error_responses
 from cardmetry.server.pages import page
 from cardmetry.store.database import MODEL_ROLES
 from cardmetry.training.runs import check_run_id
@@ -59,7 +60,7 @@ def router(ctx: ServerContext) -> APIRouter:
     def active_models() -> dict[str, str | None]:
         return ctx.catalog.active_models()
 
-    @api.put("/api/models/active")
+    @api.put("/api/models/active", responses=error_responses(400, 404, 409, 422))
     def choose_model(choice: ActiveChoice) -> dict[str, str | None]:
         ctx.catalog.sync()
         if choice.run_id is not None:
@@ -70,7 +71,7 @@ def router(ctx: ServerContext) -> APIRouter:
             raise HTTPException(409, str(error)) from None
         return ctx.catalog.active_models()
 
-    @api.get("/api/models/compare")
+    @api.get("/api/models/compare", responses=error_responses(404, 422))
     def compare_models(a: str = Query(...), b: str = Query(...)) -> dict[str, Any]:
         """Two models' metrics side by side, and which one is better by each metric's direction."""
         ctx.catalog.sync()
@@ -78,7 +79,7 @@ def router(ctx: ServerContext) -> APIRouter:
         model_or_404(b, "b")
         return ctx.catalog.compare(a, b)
 
-    @api.get("/api/models/{run_id}")
+    @api.get("/api/models/{run_id}", responses=error_responses(404))
     def one_model(run_id: str) -> dict[str, Any]:
         ctx.catalog.sync()
         return with_use(model_or_404(run_id), ctx.catalog.active_models())

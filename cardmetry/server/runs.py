@@ -26,11 +26,11 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import annotated_types
-from fastapi import APIRouter, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -38,6 +38,7 @@ from pydantic.fields import FieldInfo
 from cardmetry.models.registry import list_backends
 from cardmetry.orchestrator.local import OUTPUT_FILE, WORKER_FILE, LocalExecutor
 from cardmetry.server.context import ServerContext
+from cardmetry.server.errors import error_responses
 from cardmetry.server.pages import page
 from cardmetry.server.threads import run_poll
 from cardmetry.store.database import Catalog
@@ -97,12 +98,12 @@ def router(
         return _listed_runs(executor, ctx.catalog)
 
     @api.post("/api/runs", status_code=201)
-    def start_run(settings: dict[str, Any]) -> dict[str, Any]:
+    def start_run(settings: Annotated[dict[str, Any], Depends(settings_object)]) -> dict[str, Any]:
         """Start a run from a TrainConfig's fields (the same names as `cardmetry train`'s options)."""
         try:
             config = TrainConfig.model_validate(settings)
         except ValidationError as error:
-            raise HTTPException(422, [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
+            raise HTTPException(422, [{"field": ".".join(map(str, e["loc"])), "problem": _problem(e["msg"])}
                                       for e in error.errors()]) from None
         problems, pinned = [], {}
         for field in ("data", "val", "synthetic"):
@@ -128,14 +129,14 @@ def router(
         listed = _listed(run, summarise(run), executor.running(), executor.queued())
         return {**listed, "config": run.read_config().as_json(), "last_seq": last_seq}
 
-    @api.get("/api/runs/{run_id}")
+    @api.get("/api/runs/{run_id}", responses=error_responses(404))
     def get_run(run_id: str) -> dict[str, Any]:
         """The run's summary, its config, its worker (pid, or None) and whether it waits in the queue; `status`
         tells "queued" and "starting" (a worker reading the data) apart from a run merely created, and `actions`
         says which of stop, cancel and resume the API would accept now."""
         return _detail(ctx.run(run_id))
 
-    @api.get("/api/runs/{run_id}/log")
+    @api.get("/api/runs/{run_id}/log", responses=error_responses(404, 422))
     def get_log(run_id: str, lines: int = Query(100, ge=1, description=f"at most {MAX_LOG_LINES}")) -> dict[str, Any]:
         """The last lines of the run's log.txt; for a failed run also those of worker.log (what its worker
         process printed: a crash before the run's own log began shows only there)."""
@@ -145,7 +146,7 @@ def router(
         return {"lines": tail_lines(run.log, count), "worker_output": tail_lines(run.path / OUTPUT_FILE, count)
                 if failed else None}
 
-    @api.get("/api/runs/{run_id}/events")
+    @api.get("/api/runs/{run_id}/events", responses=error_responses(404, 422))
     def get_events(
         run_id: str, response: Response, after: int = 0,
         limit: int = Query(MAX_EVENTS, ge=1, description=f"at most {MAX_EVENTS}"),
@@ -162,11 +163,11 @@ def router(
         response.headers["X-More"] = "true" if more else "false"
         return events
 
-    @api.post("/api/runs/{run_id}/stop")
+    @api.post("/api/runs/{run_id}/stop", responses=error_responses(404, 409))
     def stop_run(run_id: str) -> dict[str, str]:
         return _request(_active(run_id), "stop")
 
-    @api.post("/api/runs/{run_id}/cancel")
+    @api.post("/api/runs/{run_id}/cancel", responses=error_responses(404, 409))
     def cancel_run(run_id: str) -> dict[str, str]:
         return _request(_active(run_id), "cancel")
 
@@ -178,7 +179,7 @@ def router(
             raise HTTPException(409, f"run {run_id} is not running")
         return run
 
-    @api.post("/api/runs/{run_id}/resume")
+    @api.post("/api/runs/{run_id}/resume", responses=error_responses(404, 409))
     def resume_run(run_id: str) -> dict[str, str]:
         run = ctx.run(run_id)
         try:
@@ -231,6 +232,27 @@ def router(
             closed.cancel()
 
     return api
+
+
+def _problem(message: str) -> str:
+    """A validator's message as the form shows it: pydantic puts "Value error, " before a check's own words."""
+    return message.removeprefix("Value error, ")
+
+
+async def settings_object(request: Request) -> dict[str, Any]:
+    """POST /api/runs's body, a JSON object, read here rather than by the framework so that every refusal of the
+    route has the one shape the train page shows beside its fields, `[{field, problem}]`: the framework answers a
+    missing or malformed body in a shape of its own."""
+    body = await request.body()
+    try:
+        settings = json.loads(body) if body.strip() else {}
+    except ValueError as error:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+        raise HTTPException(422, [{"field": "body", "problem": f"not JSON: {error}"}]) from None
+    if not isinstance(settings, dict) or not body.strip():
+        given = f"JSON {json.dumps(settings)[:40]}" if body.strip() else "an empty body"
+        raise HTTPException(422, [{"field": "body", "problem": f"send the run's settings as a JSON object "
+                                                               f"(TrainConfig's fields), not {given}"}])
+    return settings
 
 
 async def _until_disconnected(websocket: WebSocket) -> None:

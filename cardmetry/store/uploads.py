@@ -65,6 +65,11 @@ class Staging:
         self.max_file, self.max_total = max_file, max_total
         self.total, self.files = 0, 0
 
+    def relative_message(self, message: str) -> str:
+        """`message` with the staging folder's path taken out: a file is named as the upload named it, and the
+        answer does not show where the server keeps its files."""
+        return message.replace(f"{self.root}/", "").replace(str(self.root), "the upload")
+
     def add(self, name: str, stream: BinaryIO) -> None:
         """One uploaded file; a zip archive (by its name) is unpacked in its place."""
         relative = safe_relative(name)
@@ -143,8 +148,13 @@ def store_upload(home: Home, name: str, files: Iterable[tuple[str, BinaryIO]]) -
             staging.add(filename, stream)
         if staging.files == 0:
             raise UploadError("the upload holds no files")
-        report = validate(staging.root)
-        stored = import_dataset(home, name, report.dataset, dataset_root(staging.root), report.problems)
+        try:
+            report = validate(staging.root)
+            stored = import_dataset(home, name, report.dataset, dataset_root(staging.root), report.problems)
+        except UploadError:
+            raise
+        except ValueError as error:  # a folder that is no dataset: named as the upload, not as the staging path
+            raise ValueError(staging.relative_message(str(error))) from None
         return UploadResult(stored, staging.files, [problem.as_json() for problem in report.problems])
     finally:
         staging.remove()

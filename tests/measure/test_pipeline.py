@@ -9,7 +9,7 @@ from cardmetry.data.synth import render, sample_scene
 from cardmetry.geometry.specs import STANDARD
 from cardmetry.measure.grades import load_tables
 from cardmetry.measure.pipeline import measure_image
-from cardmetry.measure.result import Measurement
+from cardmetry.measure.result import Measurement, Refusal
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,18 @@ def test_widths_and_centering_match_the_truth(seed: int, options: dict) -> None:
         assert result.centering[axis][0] == pytest.approx(rendered.truth.centering[axis][0], abs=0.3)
     assert np.abs(result.outer_quad_px - rendered.truth.outer_quad_px).max() < 1.0  # same corners, same labels
     assert result.grades["psa"]["ceiling"] is not None and result.grades["sgc"]["ceiling"] is None
+
+
+@pytest.mark.parametrize(
+    ("height", "width"),
+    [
+        (1, 1),  # a single pixel: the background model once failed inside numpy (LinAlgError)
+        (4, 6),  # a few pixels
+        (1, 200),  # a single row
+        (31, 600),  # one pixel short of the least that is measured
+    ],
+)
+def test_an_image_too_small_to_hold_a_card_is_refused_saying_so(height: int, width: int) -> None:
+    result = measure_image(np.zeros((height, width, 3), np.uint8), STANDARD, name="tiny.png")
+    assert isinstance(result, Refusal)
+    assert result.reason == f"the image is {width} x {height} px: too small to measure a card (at least 32 px a side)"

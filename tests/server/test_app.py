@@ -85,6 +85,7 @@ def test_a_run_started_through_the_api_runs_in_a_worker_and_ends(home: Home) -> 
         ({"data": "d", "epochs": 0}, "epochs"),  # out of range
         ({"data": "d", "role": "corner"}, "role"),  # not a role
         ({"epochs": 3}, "data"),  # no data named
+        ({"data": ""}, "data"),  # named empty: the config's own check (pydantic put "Value error, " before it)
         ({"data": "/etc"}, "data"),  # a folder on the server: never read from a request
         ({"data": "tiny", "val": "../elsewhere"}, "val"),  # a relative path
         ({"data": "cardmetry"}, "data"),  # a name that is also a folder beside the server
@@ -97,7 +98,43 @@ def test_a_bad_config_is_refused_naming_the_field(home: Home, settings: dict, fi
     response = client_for(home).post("/api/runs", json=settings)
     assert response.status_code == 422
     assert field in {problem["field"] for problem in response.json()["detail"]}
+    assert not any(problem["problem"].startswith("Value error") for problem in response.json()["detail"])
     assert not home.runs.exists() or not any(home.runs.iterdir())  # nothing was created
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"", "not an empty body"),  # no body at all: the framework's own 422 had another shape
+        (b"{", "not JSON"),  # malformed JSON
+        (b"\xff", "not JSON"),  # not even UTF-8: the framework answered 400 "error parsing the body"
+        (b"[1, 2]", "not JSON [1, 2]"),  # JSON, but not an object
+        (b"null", "not JSON null"),
+    ],
+)
+def test_a_body_that_is_no_settings_object_is_refused_in_the_routes_own_shape(
+    home: Home, body: bytes, problem: str
+) -> None:
+    response = client_for(home).post("/api/runs", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert [(p["field"], problem in p["problem"]) for p in response.json()["detail"]] == [("body", True)]
+    assert not home.runs.exists() or not any(home.runs.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/api/runs", "GET, POST"),  # the router named only the first route's methods: GET
+        ("DELETE", "/api/models/active", "GET, PUT"),
+        ("PUT", "/api/runs/some-run/stop", "POST"),
+    ],
+)
+def test_a_method_not_allowed_names_every_method_the_path_takes(
+    home: Home, method: str, path: str, allowed: str
+) -> None:
+    response = client_for(home).request(method, path)
+    assert response.status_code == 405 and response.headers["allow"] == allowed
+    assert method in response.json()["detail"] and allowed in response.json()["detail"]
 
 
 @pytest.mark.parametrize(

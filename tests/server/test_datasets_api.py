@@ -9,6 +9,7 @@ import random
 import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -356,6 +357,30 @@ def test_the_page_lists_each_chosen_file_once(steps: list, outcomes: list[str], 
 def test_an_upload_without_files_is_refused(client: TestClient, request_body: dict, status: int, message: str) -> None:
     response = client.post("/api/datasets/cards/upload", **request_body)
     assert response.status_code == status and message in response.json()["detail"]
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as writer:
+        for name, data in members.items():
+            writer.writestr(name, data)
+    return archive.getvalue()
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        [("files", ("a.txt", b"a"))],  # a lone text file: no images, no labels
+        [("files", ("notes.zip", zip_of({"a.txt": b"a"})))],  # the same in a zip (what schemathesis sent)
+    ],
+)
+def test_an_upload_that_is_no_dataset_is_400_without_the_servers_paths(
+    client: TestClient, home: Home, files: list
+) -> None:
+    response = client.post("/api/datasets/cards/upload", files=files)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith("the upload: no labels found") and str(home.root) not in detail
 
 
 @pytest.mark.parametrize(

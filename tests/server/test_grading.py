@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cardmetry.data.synth import Rendered, render, sample_scene
+from cardmetry.measure.classical import MIN_IMAGE_SIDE_PX
 from cardmetry.models.base import ModelSpec
 from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server import grading
@@ -142,6 +143,23 @@ def test_an_unreadable_image_is_400_naming_it_and_leaves_nothing(
     answer = client.post("/api/grade", files=files)
     assert answer.status_code == 400 and named in answer.json()["detail"]
     assert folders(home) == []  # no half grading left behind
+
+
+@pytest.mark.parametrize(
+    ("height", "width"),
+    [
+        (1, 1),  # one pixel: the classical detector's background model failed on it (a 500, found by schemathesis)
+        (4, 4),  # dark and tiny: the same failure
+        (1, 500),  # a single row
+        (MIN_IMAGE_SIDE_PX - 1, 600),  # one pixel short of the least that is measured
+    ],
+)
+def test_an_image_too_small_to_hold_a_card_is_refused_saying_so(client: TestClient, height: int, width: int) -> None:
+    tiny = png(np.zeros((height, width, 3), np.uint8))
+    answer = client.post("/api/grade", files={"front": ("tiny.png", tiny, "image/png")})
+    assert answer.status_code == 201, answer.text
+    document = answer.json()["sides"]["front"]["document"]
+    assert document["status"] == "refused" and f"{width} x {height} px: too small" in document["reason"]
 
 
 @pytest.mark.parametrize(
