@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request, Response, WebSocket
+from playwright.sync_api import BrowserContext, ConsoleMessage, Locator, Page, Request, Response, WebSocket, expect
 
 from cardmetry.data.synth.dataset import SynthOptions, write_synth
 
@@ -151,4 +151,15 @@ def upload_rendered_cards(api: httpx.Client, name: str, scratch: Path, count: in
     assert answer.status_code == 201, answer.text
     assert answer.json()["trainable"] is True, answer.json()["problems"]
     return str(answer.json()["version"])
+
+
+def submit_card(page: Page, image: Path) -> Locator:
+    """Open the Grade page, measure `image` as a card's front, and wait for the answer; the result panel."""
+    page.goto("/grade")
+    page.wait_for_load_state("networkidle")
+    page.set_input_files("#front", image)
+    page.click("#measure")
+    result = page.locator("#result")
+    expect(result).to_be_visible(timeout=60_000)
+    return result
 

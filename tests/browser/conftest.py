@@ -17,6 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from cardmetry.data.synth.dataset import SynthOptions, write_synth
 from tests.browser.browsing import LiveServer, PageProblems, sign_in
 from tests.server.servers import free_port, shut_down, start_server, wait_healthy
 
@@ -105,3 +106,14 @@ def page(browser_context: BrowserContext, live_server: LiveServer, problems: Pag
     yield tab
     tab.close()
     problems.check()
+
+
+@pytest.fixture(scope="session")
+def card_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One card rendered at 300 dpi, nearly straight: the classical detector measures it (a refusal would show as a
+    missing centering table)."""
+    rendered = tmp_path_factory.mktemp("card") / "card"
+    write_synth(rendered, SynthOptions(count=1, seed=7, dpi=300, max_rotation_deg=0.5))
+    [image] = sorted((rendered / "images").iterdir())
+    return image
+

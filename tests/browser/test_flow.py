@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from cardmetry.data.synth.dataset import SynthOptions, write_synth
-from tests.browser.browsing import screenshot, wait_until_quiet
+from tests.browser.browsing import screenshot, submit_card, wait_until_quiet
 
 DATASET = "flow-cards"
 CARDS = 6
@@ -40,16 +40,6 @@ def dataset_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for part in ("images", "labels"):
         shutil.copytree(rendered / part, folder / part)
     return folder
-
-
-@pytest.fixture(scope="module")
-def card_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One card rendered at 300 dpi, nearly straight: the classical detector measures it (checked by hand with
-    cardmetry.measure.pipeline.measure_image; a refusal would show here as a missing centering table)."""
-    rendered = tmp_path_factory.mktemp("card") / "card"
-    write_synth(rendered, SynthOptions(count=1, seed=7, dpi=300, max_rotation_deg=0.5))
-    [image] = sorted((rendered / "images").iterdir())
-    return image
 
 
 def test_upload_train_watch_and_grade(page: Page, dataset_folder: Path, card_image: Path) -> None:
@@ -207,12 +197,7 @@ def chart_painted(page: Page, canvas_id: str) -> bool:
 def grade_a_card(page: Page, image: Path) -> None:
     """Measure a card's front and read the answer: overlay, the 12 station pairs, worst station, grades, and the
     JSON download, which is the contract's document."""
-    page.goto("/grade")
-    page.wait_for_load_state("networkidle")
-    page.set_input_files("#front", image)
-    page.click("#measure")
-    result = page.locator("#result")
-    expect(result).to_be_visible(timeout=60_000)
+    result = submit_card(page, image)
     expect(result).to_have_attribute("data-status", "ok")
     expect(page.locator("#refusal")).to_be_hidden()
     page.wait_for_function("() => { const img = document.getElementById('overlay');"

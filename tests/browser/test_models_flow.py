@@ -12,9 +12,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from cardmetry.data.synth.dataset import SynthOptions, write_synth
 from cardmetry.training.events import TERMINAL
-from tests.browser.browsing import screenshot, upload_rendered_cards
+from tests.browser.browsing import screenshot, submit_card, upload_rendered_cards
 
 DATASET = "model-cards"
 # Two short epochs and no border evaluation: a model in seconds. Its quality does not matter here, only that the
@@ -41,14 +40,6 @@ def model_run(api: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> It
     api.put("/api/models/active", json={"role": "outer", "run_id": None})
 
 
-@pytest.fixture(scope="module")
-def card_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rendered = tmp_path_factory.mktemp("model-card") / "card"
-    write_synth(rendered, SynthOptions(count=1, seed=7, dpi=300, max_rotation_deg=0.5))
-    [image] = sorted((rendered / "images").iterdir())
-    return image
-
-
 def test_a_finished_run_becomes_the_model_that_grades(page: Page, model_run: str, card_image: Path) -> None:
     page.goto("/models")
     row = page.locator(f"#models-outer [data-testid=model-row][data-run-id='{model_run}']")
@@ -61,12 +52,7 @@ def test_a_finished_run_becomes_the_model_that_grades(page: Page, model_run: str
     page.wait_for_load_state("networkidle")
     screenshot(page, "models-in-use")
 
-    page.goto("/grade")
-    page.wait_for_load_state("networkidle")
-    page.set_input_files("#front", card_image)
-    page.click("#measure")
-    result = page.locator("#result")
-    expect(result).to_be_visible(timeout=60_000)
+    result = submit_card(page, card_image)
     expect(page.locator("#models-used")).to_contain_text(model_run)
     # Two epochs at 64 px make a rough model: the card is measured, or refused with a reason, never guessed.
     if result.get_attribute("data-status") == "ok":
