@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# The optional yolo-seg backend (Ultralytics, AGPL) is installed for the tests only; the core never imports it.
+# The optional yolo-seg backend (Ultralytics, AGPL) and the PostgreSQL driver are installed for the tests only; the
+# core never imports Ultralytics, and SQLite needs no driver.
 $(YOLO_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,yolo]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,yolo,postgres]'
 	@touch $(YOLO_STAMP)
 
 # Debian's Chromium for the browser tests (Playwright drives it; Playwright never downloads a browser of its own).
@@ -43,7 +44,7 @@ run: $(STAMP)
 
 test: $(STAMP) $(YOLO_STAMP) browser
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n 2 -q
+	CARDMETRY_TEST_POSTGRES_URL="$$(bash tests/postgres.sh)" $(BIN)/pytest -n 2 -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,8 +1,15 @@
-"""The catalog: migrations, SQLite's settings, and an incremental sync over folders written by the real writers."""
+"""The catalog: migrations, SQLite's settings, and an incremental sync over folders written by the real writers.
+
+The tests that take the `catalog` fixture run on SQLite, and on PostgreSQL too where $CARDMETRY_TEST_POSTGRES_URL
+names a database to use (for instance postgresql+psycopg://cardmetry:cardmetry@127.0.0.1/cardmetry, with
+`pip install -e '.[postgres]'`): each test gets a schema of its own there, dropped afterwards."""
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +37,33 @@ def home(tmp_path: Path) -> Home:
     return Home(tmp_path / "home")
 
 
-@pytest.fixture
-def catalog(home: Home, monkeypatch: pytest.MonkeyPatch) -> Catalog:
+POSTGRES_ENV = "CARDMETRY_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request: pytest.FixtureRequest, home: Home, monkeypatch: pytest.MonkeyPatch) -> Iterator[Catalog]:
     monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
-    return Catalog.open(home)
+    if request.param == "sqlite":
+        yield Catalog.open(home)
+        return
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        pytest.skip(f"PostgreSQL: set {POSTGRES_ENV} to a database the tests may use")
+    schema = f"test_{secrets.token_hex(6)}"
+    admin = sa.create_engine(server)
+    with admin.begin() as db:
+        db.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    catalog = Catalog.open(home, f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{schema}")
+    yield catalog
+    catalog.close()
+    with admin.begin() as db:
+        db.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+def reopened(catalog: Catalog) -> Catalog:
+    """The same database opened again, as a restarted server opens it."""
+    return Catalog.open(catalog.home, catalog.engine.url.render_as_string(hide_password=False))
 
 
 def epoch_metrics(epoch: int, border: float) -> dict[str, float]:
@@ -80,14 +110,16 @@ def measured(left: float, status: str = "ok") -> dict[str, Any]:
         "worst_top_bottom": {"ratio": [44.0, 56.0], "station": 1}}}
 
 
-def test_migrations_make_the_schema_on_a_fresh_file_in_wal_mode(home: Home, catalog: Catalog) -> None:
+def test_migrations_make_the_schema_on_a_fresh_file_in_wal_mode(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    catalog = Catalog.open(home)
     assert (home.root / "cardmetry.db").is_file()
     with catalog.engine.connect() as db:
         assert set(sa.inspect(db).get_table_names()) == TABLES
         assert db.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert db.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == newest_revision()
-    Catalog.open(home).close()  # opening again upgrades nothing and loses nothing
+    reopened(catalog).close()  # opening again upgrades nothing and loses nothing
 
 
 def newest_revision() -> str:
@@ -250,7 +282,7 @@ def test_the_active_model_is_chosen_cleared_and_kept(home: Home, catalog: Catalo
     assert catalog.active_models() == {"outer": None, "graphic": None}
     catalog.set_active_model("outer", "outer-1")
     catalog.set_active_model("graphic", "both-1")  # a run trained for both roles serves either
-    assert Catalog.open(home).active_models() == {"outer": "outer-1", "graphic": "both-1"}  # only the db holds it
+    assert reopened(catalog).active_models() == {"outer": "outer-1", "graphic": "both-1"}  # only the db holds it
     catalog.set_active_model("outer", None)
     assert catalog.active_models() == {"outer": None, "graphic": "both-1"}
 
