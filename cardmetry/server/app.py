@@ -50,18 +50,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 SWAGGER_UI = "/static/vendor/swagger-ui"
 FRAME_POLICY = "frame-ancestors 'none'"
-# The form POST /api/datasets/{name}/upload reads by hand (past the framework's 1000-file cap), described for
-# the OpenAPI document, which cannot see it.
-DATASET_UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object",
-    "required": ["files"],
-    "properties": {"files": {
-        "type": "array",
-        "minItems": 1,
-        "items": {"type": "string", "format": "binary"},
-        "description": "images and labels, each under its path relative to the dataset's root, or zip archives",
-    }},
-}}}}
 
 
 def create_app(
@@ -225,8 +213,7 @@ def add_security_headers(response: Response) -> None:
 
 def _openapi_with_request_bodies(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """`app.openapi`, with what the generated document cannot know: POST /api/runs takes a TrainConfig (the route
-    reads a plain object so that it can answer 422 with `{field, problem}` items of its own), and the dataset
-    upload's multipart form, which its route reads by hand."""
+    reads a plain object so that it can answer 422 with `{field, problem}` items of its own)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -253,7 +240,6 @@ def _describe_request_bodies(document: dict[str, Any]) -> None:
     start_run["responses"]["422"] = {"description": "settings refused, each with its problem", "content": {
         "application/json": {"schema": {"type": "object", "properties": {
             "detail": {"type": "array", "items": {"$ref": "#/components/schemas/FieldProblem"}}}}}}}
-    document["paths"]["/api/datasets/{name}/upload"]["post"]["requestBody"] = DATASET_UPLOAD_BODY
 
 
 def _keep_in_step(catalog: Catalog) -> Any:
