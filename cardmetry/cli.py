@@ -563,6 +563,11 @@ def serve(
     where = Home.from_env(home)
     if database_url:
         os.environ[DATABASE_URL_ENV] = database_url  # what the app's Catalog.open reads
+    try:  # a home that cannot be written: one line, before anything starts
+        where.root.mkdir(parents=True, exist_ok=True)
+        (where.root / "logs").mkdir(exist_ok=True)
+    except OSError as error:
+        raise fail(f"--home {where.root} cannot be used: {error.strerror or error}", code=1) from None
     try:  # a wrong URL, a database that cannot be reached or a missing driver: one line, before the port is bound
         Catalog.open(where).close()
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:

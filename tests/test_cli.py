@@ -223,3 +223,20 @@ def test_measure_command_refuses_with_a_reason_and_exit_1(tmp_path: Path) -> Non
     result = runner.invoke(app, ["measure", str(corrupt), "--json"])
     document = json.loads(result.stdout)
     assert result.exit_code == 1 and document["image"] == "corrupt.jpg" and "not a readable image" in document["reason"]
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--home", "/proc/no-such-home"], "--home /proc/no-such-home cannot be used: "),  # a home that cannot be made
+        (["--database-url", "nosuch://x"], "the database cannot be opened: "),  # a database URL nothing can open
+    ],
+)
+def test_serve_that_cannot_start_says_why_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], said: str
+) -> None:
+    monkeypatch.setenv("CARDMETRY_DATABASE_URL", "")  # restored after the test: serve sets it from --database-url
+    arguments = ["serve", "--no-browser", "--port", "0", "--home", str(tmp_path / "home"), *options]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 1 and said in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output

@@ -244,7 +244,9 @@ def _model_quad(instances: Sequence[PredictedInstance], class_id: int, shape: tu
     x, y = polygon[:, 0], polygon[:, 1]
     along_edge = (x <= 1) | (y <= 1) | (x >= width - 1) | (y >= height - 1)
     if len(polygon) and np.mean(along_edge) > MAX_CUT_OFF_SHARE:
-        return _Found(None, f"the {what} is cut off by the edge of the image")
+        # From the mask alone a card cut off and a model unsure where the card is look the same.
+        return _Found(None, f"the {what} the model found runs along the edge of the image (the card is cut off, "
+                            "or the model cannot tell it from the background)")
     # A full-resolution outline has a point per pixel, and quad_from_polygon spaces points every 2 units along it
     # in a Python loop: it is fitted on the outline shrunk to about FIT_SIDE_PX, at most MAX_OUTLINE_POINTS of its
     # points, then scaled back (line fits are unchanged by scaling). The snap that follows makes the edges exact.
@@ -257,7 +259,7 @@ def _model_quad(instances: Sequence[PredictedInstance], class_id: int, shape: tu
     if not np.all(np.isfinite(quad)):
         return _Found(None, f"the {what}'s outline gives no four-sided shape (its edges do not meet)")
     if np.any(quad < 0) or np.any(quad[:, 0] > width - 1) or np.any(quad[:, 1] > height - 1):
-        return _Found(None, f"the {what} is cut off by the edge of the image")
+        return _Found(None, f"the {what} the model found reaches past the edge of the image")
     return _Found(upright_quad(order_quad(quad)))
 
 

@@ -152,7 +152,7 @@ class LocalExecutor:
             if _process_start(pid) == started:
                 self._workers[run.id] = _Worker(run, pid, started, None, from_seq, record.stat().st_mtime)
             else:
-                gone = "its worker was gone when the executor started again (the machine or the server restarted)"
+                gone = "was gone when the executor started again (the machine or the server restarted)"
                 self._end(run, from_seq, gone)
         self._queue.extend(self._waiting(launched))
 
@@ -192,7 +192,7 @@ class LocalExecutor:
                     stdin=subprocess.DEVNULL, start_new_session=True,
                 )
         except OSError as error:
-            self._end(run, from_seq, f"could not start its worker ({error})")
+            self._end(run, from_seq, f"could not be started ({error})")
             return None
         worker = _Worker(run, process.pid, _process_start(process.pid) or "", process, from_seq, time.time())
         write_text_atomic(run.path / WORKER_FILE,
@@ -221,22 +221,23 @@ class LocalExecutor:
                 deadline = time.monotonic() + 30
                 while _process_start(worker.pid) == worker.started and time.monotonic() < deadline:
                     time.sleep(0.05)
-            reason = f"its worker wrote nothing for {quiet:.0f} s (no heartbeat) and was killed"
+            reason = f"wrote nothing for {quiet:.0f} s (no heartbeat) and was killed"
         elif code is None:
-            reason = "its worker ended without a terminal event (exit status unknown: adopted after a restart)"
+            reason = "ended without a terminal event (exit status unknown: adopted after a restart)"
         else:
-            reason = f"its worker {_how_it_ended(code)} without a terminal event"
+            reason = f"{_how_it_ended(code)} without a terminal event"
         self._end(worker.run, worker.from_seq, reason)
         return True
 
     def _end(self, run: RunDir, from_seq: int, reason: str) -> None:
         """Write the run's `failed` event where its worker wrote no terminal one (after `from_seq`, the last event
-        before it started); forget the worker."""
+        before it started), saying "the run's worker " + `reason`, with the last lines of the run's log and of the
+        worker's own output (a crash's traceback lands there); forget the worker."""
         if not any(event["type"] in TERMINAL for event in read_events(run.events, after=from_seq)):
             log = EventLog(run.events)  # cuts a line the worker left half written
             log.reopen()
-            tail = _tail(run.path / OUTPUT_FILE)
-            log.emit("failed", error=f"the run {reason}", log_tail=tail, supervisor=True)
+            tail = (_tail(run.log) + _tail(run.path / OUTPUT_FILE))[-TAIL_LINES:]
+            log.emit("failed", error=f"the run's worker {reason}", log_tail=tail, supervisor=True)
         run.clear_request()  # a stop or cancel meant for this worker must not end the run's next stretch
         (run.path / WORKER_FILE).unlink(missing_ok=True)
         (run.path / QUEUED_FILE).unlink(missing_ok=True)  # a worker that could not be launched: the run is over

@@ -85,7 +85,11 @@ def router(
     @api.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(request: Request, run_id: str) -> HTMLResponse:
         run = ctx.run(run_id)
-        return page(request, "run.html", f"Run {run.id}", "train", run=_detail(run), config=run.read_config())
+        detail, config = _detail(run), run.read_config()
+        # Before its worker has resolved it, a run started without a variant trains on its backend's default.
+        defaults = {info.name: info.default_variant for info in list_backends()}
+        variant = detail["variant"] or defaults.get(config.backend, "")
+        return page(request, "run.html", f"Run {run.id}", "train", run=detail, config=config, variant=variant)
 
     @api.get("/api/backends")
     def backends() -> list[dict[str, object]]:

@@ -98,7 +98,7 @@ def serve(home: Home, host: str, port: int, slots: int, open_browser: bool, demo
     log.info("cardmetry serving %s at %s (%d training slots)", home.root, url, slots)
     if open_browser and _has_display():
         threading.Timer(1.0, webbrowser.open, [url]).start()
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, ws="websockets"))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, ws="websockets-sansio"))
     try:
         server.run(sockets=[sock])
     finally:

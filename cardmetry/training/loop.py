@@ -220,7 +220,7 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
             "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
             "scaler": scaler.state_dict(),
         })
-        events.emit("checkpoint", name=name, path=str(path), epoch=epoch, step=state["step"])
+        events.emit("checkpoint", name=name, path=_in_run(run, path), epoch=epoch, step=state["step"])
 
     epoch_seconds: list[float] = []
     last_batch_event = 0.0
@@ -294,7 +294,7 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
         checkpoint("last.pt", epoch + 1, 0)
         if improved:
             _copy_whole(run.last, run.best)
-            events.emit("checkpoint", name="best.pt", path=str(run.best), epoch=epoch + 1, step=state["step"])
+            events.emit("checkpoint", name="best.pt", path=_in_run(run, run.best), epoch=epoch + 1, step=state["step"])
         epoch_seconds.append(time.perf_counter() - started)
         events.emit(
             "epoch_end", epoch=epoch + 1, epochs=config.epochs, step=state["step"],
@@ -313,7 +313,13 @@ def _train(run: RunDir, config: TrainConfig, data: TrainData, events: EventLog, 
     if run.requested() == "cancel":  # asked during the last validation: still honoured
         raise RunEnded("cancelled", epoch=epoch + 1, step=state["step"])
     raise RunEnded("succeeded", epochs_done=epoch + 1, step=state["step"], best_metric=state["best_metric"],
-                   best_epoch=state["best_epoch"], best=str(run.best))
+                   best_epoch=state["best_epoch"], best=_in_run(run, run.best))
+
+
+def _in_run(run: RunDir, path: Path) -> str:
+    """A file's path within its run folder, as events carry it: they go to pages and API clients, which have no
+    business knowing where the server keeps its files."""
+    return path.relative_to(run.path).as_posix()
 
 
 def _epoch_line(epoch: int, epochs: int, sums: dict[str, float], counted: int, metrics: dict[str, Any],
@@ -386,10 +392,10 @@ def _fit_own_loop(run: RunDir, config: TrainConfig, data: TrainData, events: Eve
         raise RunEnded("cancelled", step=steps[0])
     run.checkpoints.mkdir(parents=True, exist_ok=True)
     _copy_whole(best, run.best)
-    events.emit("checkpoint", name="best.pt", path=str(run.best), step=steps[0])
+    events.emit("checkpoint", name="best.pt", path=_in_run(run, run.best), step=steps[0])
     if request == "stop":
         raise RunEnded("stopped", step=steps[0], resumable=False)
-    raise RunEnded("succeeded", step=steps[0], best=str(run.best))
+    raise RunEnded("succeeded", step=steps[0], best=_in_run(run, run.best))
 
 
 def _copy_whole(source: Path, target: Path) -> None:

@@ -186,7 +186,8 @@ def cut_off(quad: np.ndarray) -> np.ndarray:
         # the graphic model finds nothing (the outer model did its part)
         (((OUTER, 0.9, "outer"),), (), "graphic model: found no graphic border"),
         # a card running off the image
-        (((OUTER, 0.9, "cut"),), None, "outer model: the card is cut off by the edge of the image"),
+        (((OUTER, 0.9, "cut"),), None, "outer model: the card the model found runs along the edge of the image "
+                                       "(the card is cut off, or the model cannot tell it from the background)"),
         # an outline too far from any edge for the snap's band (3 network pixels and more), where the classical
         # detector finds the card: the two disagree
         (((OUTER, 0.9, "far"),), None, "outer model: the model and the classical detector disagree"),

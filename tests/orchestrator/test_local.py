@@ -56,7 +56,7 @@ def test_a_worker_that_dies_without_a_terminal_event_gets_one(
     wait_until(lambda: (executor.poll(), not executor.running())[1])
     [failed] = terminals(run)
     assert failed["type"] == "failed" and failed["supervisor"] is True
-    assert failed["error"] == f"the run its worker {expected}"
+    assert failed["error"] == f"the run's worker {expected}"
     assert "fake worker: epoch 1 of 3" in failed["log_tail"]
     assert not (run.path / WORKER_FILE).exists()
 
@@ -102,7 +102,8 @@ def test_a_worker_that_cannot_start_fails_its_run(home: Home) -> None:
     executor.submit("r1")
     assert not executor.running()
     [failed] = terminals(run)
-    assert failed["error"].startswith("the run could not start its worker (") and "no-such-program" in failed["error"]
+    assert failed["error"].startswith("the run's worker could not be started (")
+    assert "no-such-program" in failed["error"]
 
 
 def test_slots_bound_the_workers_and_the_rest_wait_their_turn(home: Home) -> None:
@@ -207,7 +208,7 @@ def test_a_restarted_executor_adopts_live_workers_and_fails_runs_whose_worker_is
     second = LocalExecutor(home, slots=2, command=fake("sleep"))  # the server started again
     assert second.running() == {"alive": pid}
     [failed] = terminals(gone)
-    assert "its worker was gone when the executor started again" in failed["error"]
+    assert "the run's worker was gone when the executor started again" in failed["error"]
     wait_until(lambda: started(alive))
     os.killpg(pid, signal.SIGKILL)
     first._workers["alive"].process.wait()  # the old server would have reaped it; here it is still its parent

@@ -363,3 +363,10 @@ def test_the_metrics_count_runs_from_the_catalog(home: Home, monkeypatch: pytest
     monkeypatch.setattr(training_runs, "iter_events", lambda *_: iter(()))  # the logs are not read whole
     text = metrics.render().decode()
     assert 'cardmetry_runs{state="succeeded"} 2.0' in text and 'cardmetry_runs{state="running"} 1.0' in text
+
+
+def test_a_run_not_yet_started_shows_the_variant_it_will_train(home: Home) -> None:
+    new_run(home, "waiting", backend="unet", variant=None)  # no worker yet: nothing resolved the variant
+    default = {info.name: info.default_variant for info in list_backends()}["unet"]
+    page = client_for(home).get("/runs/waiting").text
+    assert f"outer · unet / {default} ·" in " ".join(html.unescape(page).split())

@@ -79,7 +79,10 @@ def test_a_killed_worker_is_reported_failed_with_its_reason(server, tiny_cards: 
     os.kill(pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
     [failed] = [e for e in events_until(port, run_id, lambda e: e["type"] in TERMINAL, after=seen[-1]["seq"])
                 if e["type"] in TERMINAL]
-    assert failed["type"] == "failed" and "was killed by SIGKILL" in failed["error"], failed
+    assert failed["type"] == "failed", failed
+    assert failed["error"] == "the run's worker was killed by SIGKILL (out of memory, or killed by hand) without a " \
+                              "terminal event", failed
+    assert any(" INFO starting outer unet/" in line for line in failed["log_tail"]), failed  # the run's own log
     assert httpx.get(f"http://127.0.0.1:{port}/api/runs/{run_id}", timeout=10).json()["state"] == "failed"
 
 

@@ -43,6 +43,11 @@ def test_a_run_emits_ordered_events_and_keeps_checkpoints(tiny_cards, toy_backen
     for key in ("model", "optimizer", "scheduler", "epoch", "config", "dataset", "best_metric", "step"):
         assert key in saved
     assert saved["config"]["backend"] == "toy"
+    # Paths in events are the run folder's own: they reach pages and API clients, never the server's layout.
+    paths = [e["path"] for e in events if e["type"] == "checkpoint"] + [events[-1]["best"]]
+    assert set(paths) == {"checkpoints/last.pt", "checkpoints/best.pt"}
+    log = run.log.read_text().splitlines()  # what the run page's log panel shows: the start, then each epoch
+    assert " INFO starting outer toy/" in log[0] and sum(" INFO epoch " in line for line in log) == 2
 
 
 def _stop_after(run: RunDir, batches: int, what: str):
