@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # heavy modules load inside the commands that need them, so -
     from cardmetry.measure.result import Result
     from cardmetry.models.predictors import Predictor
 
-ROLE_CLASS = {"outer": 0, "graphic": 1}  # the dataset class id each --*-model must find
 
 app = typer.Typer(
     help="cardmetry: measure and grade trading-card centering; train the models that find card borders.",
@@ -411,29 +410,14 @@ def measure(
 
 
 def _load_models(outer: str | None, graphic: str | None, home: Path | None) -> dict[str, Predictor | None]:
-    """The predictors --outer-model and --graphic-model name, each loaded once (the same file once for both)."""
-    from cardmetry.models.base import BackendUnavailableError
-    from cardmetry.models.checkpoint import CheckpointError
-    from cardmetry.models.predictors import load_predictor
+    """The predictors --outer-model and --graphic-model name (the same file once for both)."""
     from cardmetry.store.home import Home
-    from cardmetry.store.models import model_file
+    from cardmetry.store.models import ModelUnavailableError, PredictorCache, load_role_models
 
-    loaded: dict[Path, Predictor] = {}
-    models: dict[str, Predictor | None] = {"outer": None, "graphic": None}
-    for role, reference in (("outer", outer), ("graphic", graphic)):
-        if reference is None:
-            continue
-        try:
-            path = model_file(Home.from_env(home), reference)
-            if path not in loaded:
-                loaded[path] = load_predictor(path)
-        except (FileNotFoundError, ValueError, KeyError, CheckpointError, BackendUnavailableError) as error:
-            raise fail(f"--{role}-model: {error}") from None
-        predictor = loaded[path]
-        if ROLE_CLASS[role] not in predictor.spec.classes:
-            raise fail(f"--{role}-model: {path} finds {predictor.spec.classes}, not the {role} border")
-        models[role] = predictor
-    return models
+    try:
+        return load_role_models(Home.from_env(home), {"outer": outer, "graphic": graphic}, PredictorCache())
+    except ModelUnavailableError as error:
+        raise fail(str(error)) from None
 
 
 def _measure_file(

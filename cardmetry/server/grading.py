@@ -30,19 +30,17 @@ from cardmetry.store.measurements import (
     MAX_IMAGE_BYTES,
     SIDES,
     GradingFolder,
-    ModelUnavailableError,
-    PredictorCache,
     SideResult,
     TooLargeError,
     UnreadableImageError,
     check_id,
     check_served_name,
-    load_role_models,
     read_document,
     read_meta,
     recent,
     served_file,
 )
+from cardmetry.store.models import ModelUnavailableError, PredictorCache, load_role_models
 
 if TYPE_CHECKING:
     from cardmetry.models.predictors import Predictor

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from cardmetry.server.context import ServerContext
 from cardmetry.server.errors import error_responses
 from cardmetry.server.pages import page
-from cardmetry.store.database import MODEL_ROLES
+from cardmetry.store.models import MODEL_ROLES
 from cardmetry.training.runs import check_run_id
 
 ModelRole = Literal["outer", "graphic"]

@@ -35,12 +35,12 @@ from alembic.config import Config
 
 from cardmetry.store.datasets import load_version
 from cardmetry.store.home import Home
+from cardmetry.store.models import MODEL_ROLES
 from cardmetry.training.events import TERMINAL, parse_line
 from cardmetry.training.runs import RunDir, check_run_id
 
 DATABASE_URL_ENV = "CARDMETRY_DATABASE_URL"
 MIGRATIONS = Path(__file__).parent / "migrations"
-MODEL_ROLES = ("outer", "graphic")  # what measuring asks for; a run trained for "both" serves either
 MODEL_STATES = ("succeeded", "stopped")  # a run that ended with its best weights kept
 SIDES = ("front", "back")
 SQLITE_BUSY_MS = 5000

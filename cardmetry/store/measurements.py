@@ -16,9 +16,8 @@ import json
 import re
 import secrets
 import shutil
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -40,8 +39,6 @@ if TYPE_CHECKING:  # torch loads only when a model is used: the server starts, a
     from cardmetry.models.predictors import Predictor
 
 SIDES = ("front", "back")
-ROLES = ("outer", "graphic")
-ROLE_CLASS = {"outer": 0, "graphic": 1}  # the dataset class id a model must find to serve a role
 META_KEYS = ("id", "created", "sides", "name", "sha256", "outer_model", "graphic_model")  # indexed by the database
 MAX_IMAGE_BYTES = 200 * 1024**2  # one uploaded side
 CHUNK = 1024**2
@@ -58,10 +55,6 @@ class TooLargeError(ValueError):
 
 class UnreadableImageError(ValueError):
     """An uploaded file that is no usable image; the message names the upload and what is wrong."""
-
-
-class ModelUnavailableError(ValueError):
-    """A model chosen for measuring that cannot be used now; the message names the role, the run and why."""
 
 
 def new_id(now: float | None = None) -> str:
@@ -113,62 +106,6 @@ class SavedImage:
 class SideResult:
     saved: SavedImage
     result: Measurement | Refusal
-
-
-class PredictorCache:
-    """Loaded predictors by (file, modification time): a second card does not load the same model again, and a
-    model file replaced since (a resumed run's new best) is loaded afresh. Shared by the server's threads."""
-
-    def __init__(self, loader: Callable[[Path], Predictor] | None = None) -> None:
-        self._loader = loader  # None: the torch / onnxruntime loader, imported at the first model
-        self._loaded: dict[Path, tuple[int, Predictor]] = {}
-        self._lock = threading.Lock()
-        self.loads = 0  # how many times a file was actually read (the cache's misses)
-
-    def get(self, path: Path) -> Predictor:
-        path = Path(path).resolve()
-        mtime = path.stat().st_mtime_ns
-        with self._lock:  # two requests for one new model load it once
-            cached = self._loaded.get(path)
-            if cached is not None and cached[0] == mtime:
-                return cached[1]
-            predictor = (self._loader or _load_predictor)(path)
-            self.loads += 1
-            self._loaded[path] = (mtime, predictor)
-            return predictor
-
-
-def _load_predictor(path: Path) -> Predictor:
-    from cardmetry.models.predictors import load_predictor
-
-    return load_predictor(path)
-
-
-def load_role_models(
-    home: Home, model_runs: Mapping[str, str | None], cache: PredictorCache
-) -> dict[str, Predictor | None]:
-    """The predictor of each role that names a run (its ONNX export or best checkpoint, `store.models`), None for
-    a role without one (the classical detector serves it). ModelUnavailableError names the role, the run and
-    why: no checkpoint, a damaged file, a backend not installed, a model that finds the other border."""
-    from cardmetry.models.base import BackendUnavailableError  # torch comes in with the first model, not before
-    from cardmetry.store.models import model_file
-
-    models: dict[str, Predictor | None] = dict.fromkeys(ROLES)
-    for role in ROLES:
-        run_id = model_runs.get(role)
-        if not run_id:
-            continue
-        try:
-            path = model_file(home, run_id)
-            predictor = cache.get(path)
-        except (OSError, ValueError, KeyError, BackendUnavailableError) as error:  # CheckpointError: a ValueError
-            raise ModelUnavailableError(f"the {role} model (run {run_id}) cannot be used: {error}") from None
-        if ROLE_CLASS[role] not in predictor.spec.classes:
-            raise ModelUnavailableError(f"the {role} model (run {run_id}) finds classes "
-                                        f"{list(predictor.spec.classes)}, not the {role} border "
-                                        f"(class {ROLE_CLASS[role]})")
-        models[role] = predictor
-    return models
 
 
 class GradingFolder:

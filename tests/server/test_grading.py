@@ -20,6 +20,7 @@ from cardmetry.orchestrator.local import LocalExecutor
 from cardmetry.server import grading
 from cardmetry.server.app import create_app
 from cardmetry.store import measurements
+from cardmetry.store import models as store_models
 from cardmetry.store.database import Catalog
 from cardmetry.store.home import Home
 from cardmetry.store.measurements import META_KEYS
@@ -231,7 +232,7 @@ def toy_model_run(home: Home, role: str = "outer") -> str:
     log = EventLog(run.events)
     log.emit("run_started")
     log.emit("succeeded")
-    spec = ModelSpec("toy", "tiny", (0, 1) if role == "both" else (measurements.ROLE_CLASS[role],), 48, False)
+    spec = ModelSpec("toy", "tiny", (0, 1) if role == "both" else (store_models.ROLE_CLASS[role],), 48, False)
     from cardmetry.models.checkpoint import save_checkpoint
 
     save_checkpoint(run.best, {"spec": spec.as_json(), "model": ToyBackend().build(spec).state_dict()})
@@ -240,13 +241,13 @@ def toy_model_run(home: Home, role: str = "outer") -> str:
 
 def counting_loader(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     loaded: list[Path] = []
-    real: Callable = measurements._load_predictor
+    real: Callable = store_models._load_predictor
 
     def load(path: Path) -> object:
         loaded.append(path)
         return real(path)
 
-    monkeypatch.setattr(measurements, "_load_predictor", load)
+    monkeypatch.setattr(store_models, "_load_predictor", load)
     return loaded
 
 

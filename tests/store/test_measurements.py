@@ -6,25 +6,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from cardmetry.models.base import ModelSpec
 from cardmetry.store.home import Home
 from cardmetry.store.measurements import (
     META_KEYS,
     GradingFolder,
-    ModelUnavailableError,
-    PredictorCache,
     TooLargeError,
     UnreadableImageError,
     check_id,
     check_served_name,
-    load_role_models,
     new_id,
     read_meta,
     recent,
@@ -156,38 +151,3 @@ def test_recent_lists_finished_gradings_newest_first(home: Home) -> None:
     (home.root / "measurements" / "not-an-id").mkdir()
     assert [m["id"] for m in recent(home)] == sorted(made, reverse=True)
     assert [m["id"] for m in recent(home, limit=1)] == [max(made)]
-
-
-class StubPredictor:
-    def __init__(self, classes: tuple[int, ...]) -> None:
-        self.spec = ModelSpec("stub", "none", classes, 32)
-
-
-def test_the_predictor_cache_loads_a_file_once_until_it_changes(tmp_path: Path) -> None:
-    loaded: list[Path] = []
-    cache = PredictorCache(lambda path: loaded.append(path) or StubPredictor((0,)))
-    model = tmp_path / "best.pt"
-    model.write_bytes(b"weights")
-    first = cache.get(model)
-    assert cache.get(tmp_path / "." / "best.pt") is first  # the same file by another spelling: a hit
-    assert len(loaded) == 1 and cache.loads == 1
-    stat = model.stat()
-    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # replaced: a resumed run's new best
-    assert cache.get(model) is not first and cache.loads == 2
-
-
-def test_a_role_without_a_run_is_classical_and_a_bad_run_is_named(home: Home) -> None:
-    cache = PredictorCache(lambda path: StubPredictor((0,)))
-    assert load_role_models(home, {"outer": None, "graphic": None}, cache) == {"outer": None, "graphic": None}
-    with pytest.raises(ModelUnavailableError, match="the graphic model \\(run no-such-run\\) cannot be used"):
-        load_role_models(home, {"graphic": "no-such-run"}, cache)
-
-
-def test_a_model_that_finds_the_other_border_is_refused(home: Home) -> None:
-    checkpoint = home.runs / "r1" / "checkpoints" / "best.pt"
-    checkpoint.parent.mkdir(parents=True)
-    checkpoint.write_bytes(b"weights")
-    outer_only = PredictorCache(lambda path: StubPredictor((0,)))
-    assert load_role_models(home, {"outer": "r1"}, outer_only)["outer"] is not None
-    with pytest.raises(ModelUnavailableError, match="finds classes \\[0\\], not the graphic border"):
-        load_role_models(home, {"graphic": "r1"}, outer_only)
