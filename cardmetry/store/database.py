@@ -37,7 +37,7 @@ from cardmetry.store.datasets import load_version
 from cardmetry.store.home import Home
 from cardmetry.store.models import MODEL_ROLES
 from cardmetry.training.events import TERMINAL, parse_line
-from cardmetry.training.runs import RunDir, check_run_id
+from cardmetry.training.runs import RunDir, RunProgress, check_run_id
 
 DATABASE_URL_ENV = "CARDMETRY_DATABASE_URL"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -324,8 +324,7 @@ class Catalog:
             row = dict(stored) if stored and not reset else _new_run_row(run)
             events, offset = _read_from(run.events, row["events_offset"])
             events = [e for e in events if e["seq"] > row["events_seq"]]
-            for event in events:
-                _fold(row, event)
+            _fold(row, events)
             row["events_offset"] = offset
             row["updated"] = _mtime(run.events) or row["created"]
             if stored:
@@ -506,27 +505,18 @@ def _new_run_row(run: RunDir) -> dict[str, Any]:
     }
 
 
-def _fold(row: dict[str, Any], event: dict[str, Any]) -> None:
-    """One event's effect on a run's row, as `cardmetry.training.runs.summarise` reads the whole log."""
-    kind = event["type"]
-    row["events_seq"] = int(event["seq"])
-    if kind == "run_started":
-        row["state"] = "running"
-        spec = event.get("spec")
-        if not row["variant"] and isinstance(spec, dict):  # the backend's default, as the run resolved it
-            row["variant"] = str(spec.get("variant") or "")[:64]
-        if event.get("dataset_version") and "@" not in row["dataset"]:
-            row["dataset"] = f"{row['dataset']}@{event['dataset_version']}"[:255]
-    elif kind == "epoch_end":
-        row["epochs_finished"], row["best_metric"] = int(event["epoch"]), event.get("best_metric")
-        metrics = event.get("metrics") or {}
-        best_epoch = event.get("best_epoch")
-        if best_epoch is None or best_epoch == event["epoch"]:
-            # a backend that trains in its own loop names no best epoch: its latest is what it keeps
-            row["best_epoch"], row["best_metrics"] = event["epoch"], metrics
-        row["border_error_mm"] = (row["best_metrics"] or {}).get("border_error_mm") if best_epoch else None
-    elif kind in TERMINAL:
-        row["state"] = kind
+def _fold(row: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """New events' effect on a run's row: the same fold as `cardmetry.training.runs.summarise`'s over the log."""
+    progress = RunProgress(row["state"], row["epochs_finished"], row["best_metric"], row["best_epoch"],
+                           row["best_metrics"], row["border_error_mm"], row["variant"])
+    for event in events:
+        progress.add(event)
+        row["events_seq"] = int(event["seq"])
+    if progress.dataset_version and "@" not in row["dataset"]:
+        row["dataset"] = f"{row['dataset']}@{progress.dataset_version}"[:255]
+    row.update(state=progress.state, epochs_finished=progress.epoch, best_metric=progress.best_metric,
+               best_epoch=progress.best_epoch, best_metrics=progress.best_metrics,
+               border_error_mm=progress.border_error_mm, variant=progress.variant[:64])
 
 
 def _read_from(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:

@@ -17,7 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cardmetry.measure.files import write_text_atomic
 from cardmetry.training.config import TrainConfig
@@ -129,24 +129,46 @@ class RunSummary:
     border_error_mm: float | None  # at the best epoch
 
 
+@dataclass
+class RunProgress:
+    """What a run's events say so far, folded in one event at a time: `summarise` folds a whole log, the catalog
+    (`store.database`) each sync's new events onto what it stored. One fold, so the two never disagree."""
+
+    state: str = "created"
+    epoch: int = 0  # epochs finished
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    best_metrics: dict[str, Any] | None = None  # the best epoch's metrics (the latest, where a backend names none)
+    border_error_mm: float | None = None  # at the best epoch named by the run
+    variant: str = ""  # the config's, else the backend's default as the run resolved it
+    dataset_version: str | None = None
+
+    def add(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "run_started":
+            self.state = "running"
+            spec = event.get("spec")
+            if not self.variant and isinstance(spec, dict):
+                self.variant = str(spec.get("variant") or "")
+            self.dataset_version = event.get("dataset_version") or self.dataset_version
+        elif kind == "epoch_end":
+            self.epoch, self.best_metric = int(event["epoch"]), event.get("best_metric")
+            named = event.get("best_epoch")
+            if named is None or named == event["epoch"]:
+                # a backend that trains in its own loop names no best epoch: its latest is what it keeps
+                self.best_epoch, self.best_metrics = int(event["epoch"]), event.get("metrics") or {}
+            self.border_error_mm = (self.best_metrics or {}).get("border_error_mm") if named else None
+        elif kind in TERMINAL:
+            self.state = kind
+
+
 def summarise(run: RunDir) -> RunSummary:
     config = run.read_config()
-    state, epoch, best, border, variant = "created", 0, None, None, config.variant or ""
-    ends: dict[int, dict] = {}
+    progress = RunProgress(variant=config.variant or "")
     for event in iter_events(run.events):
-        if event["type"] == "run_started":
-            state = "running"
-            spec = event.get("spec")
-            if not variant and isinstance(spec, dict):  # the backend's default, as the run resolved it
-                variant = str(spec.get("variant") or "")
-        elif event["type"] == "epoch_end":
-            epoch, best = event["epoch"], event.get("best_metric")
-            ends[event["epoch"]] = event
-            best_end = ends.get(event.get("best_epoch") or -1)
-            border = best_end["metrics"].get("border_error_mm") if best_end else None
-        elif event["type"] in TERMINAL:
-            state = event["type"]
-    return RunSummary(run.id, config.role, config.backend, variant, state, epoch, best, border)
+        progress.add(event)
+    return RunSummary(run.id, config.role, config.backend, progress.variant, progress.state, progress.epoch,
+                      progress.best_metric, progress.border_error_mm)
 
 
 def run_summaries(runs_root: Path) -> list[RunSummary]:
