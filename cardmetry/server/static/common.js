@@ -53,6 +53,19 @@ const cardmetry = {
     return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   },
 
+  // An element with `text` as its text (never parsed as HTML) and `attributes` set.
+  element(tag, text, attributes = {}) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+    return node;
+  },
+
+  // A number to `digits` places, or "–" for a figure that is not there (not measured, not yet known).
+  number(value, digits = 3) {
+    return typeof value === "number" ? value.toFixed(digits) : "–";
+  },
+
   show(text, ok = false) {
     const box = document.getElementById("message");
     box.textContent = text;

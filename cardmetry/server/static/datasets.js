@@ -84,22 +84,15 @@ function formatBytes(bytes) {
 
 // ---- DOM helpers -------------------------------------------------------------------------------------------------
 
-function element(tag, text, attributes = {}) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
-}
-
 function row(cells, attributes = {}) {
-  const tr = element("tr", null, attributes);
+  const tr = cardmetry.element("tr", null, attributes);
   for (const cell of cells) {
     if (cell instanceof Node) {
-      const td = element("td");
+      const td = cardmetry.element("td");
       td.appendChild(cell);
       tr.appendChild(td);
     } else {
-      tr.appendChild(element("td", cell === null || cell === undefined ? "" : cell));
+      tr.appendChild(cardmetry.element("td", cell === null || cell === undefined ? "" : cell));
     }
   }
   return tr;
@@ -114,7 +107,7 @@ function versionApi(name, version) {
 }
 
 function link(text, href, attributes = {}) {
-  return element("a", text, { href, ...attributes });
+  return cardmetry.element("a", text, { href, ...attributes });
 }
 
 // Fill a problems table body: file, line, severity, message; at most `limit` rows, then a line saying how many more.
@@ -280,7 +273,7 @@ function showUploadResult(result) {
   const duplicates = ids("result-duplicates-list");
   duplicates.replaceChildren();
   for (const d of result.duplicates) {
-    duplicates.appendChild(element("li", `${d.duplicate} has the same content as ${d.kept} (stored once)`));
+    duplicates.appendChild(cardmetry.element("li", `${d.duplicate} has the same content as ${d.kept} (stored once)`));
   }
   fillProblems(ids("result-problems-body"), result.problems);
   ids("result-problems").hidden = result.problems.length === 0;
@@ -388,18 +381,18 @@ function datasetPage(view) {
 // picture shown, and the larger one opened by a click.
 function galleryItem(name, version, image, sizes) {
   const source = `${versionApi(name, version)}/images/${image.sha256}.jpg`;
-  const figure = element("figure", null, { "data-testid": "gallery-item", "data-sha256": image.sha256 });
+  const figure = cardmetry.element("figure", null, { "data-testid": "gallery-item", "data-sha256": image.sha256 });
   const full = link("", `${source}?size=${sizes.full}`, { target: "_blank", rel: "noopener" });
   const picture = { src: `${source}?size=${sizes.thumbnail}`, alt: image.name, loading: "lazy" };
-  full.appendChild(element("img", null, picture));
+  full.appendChild(cardmetry.element("img", null, picture));
   figure.appendChild(full);
-  const caption = element("figcaption");
-  caption.appendChild(element("span", image.name, { class: "name", title: image.name }));
+  const caption = cardmetry.element("figcaption");
+  caption.appendChild(cardmetry.element("span", image.name, { class: "name", title: image.name }));
   const labels = `${image.instances} label${image.instances === 1 ? "" : "s"}`;
   const boxes = image.boxes ? ` (${image.boxes} box${image.boxes === 1 ? "" : "es"})` : "";
   const bytes = image.bytes === null ? "" : ` · ${formatBytes(image.bytes)}`;
   const figures = `${image.width}×${image.height}${bytes} · ${labels}${boxes}`;
-  caption.appendChild(element("span", figures, { class: "hint" }));
+  caption.appendChild(cardmetry.element("span", figures, { class: "hint" }));
   figure.appendChild(caption);
   return figure;
 }

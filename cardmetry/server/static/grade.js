@@ -12,12 +12,6 @@
     top_bottom: { first: "T", second: "B", count: 5, title: "Top / bottom" },
   };
 
-  function element(tag, text, attributes = {}) {
-    const node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-    return node;
-  }
 
   const pair = (ratio) => `${ratio[0].toFixed(1)}/${ratio[1].toFixed(1)}`;
   const mm = (value) => value.toFixed(3);
@@ -109,14 +103,14 @@
     const body = $("centering").tBodies[0];
     body.replaceChildren();
     for (const [axis, layout] of Object.entries(PAIRS)) {
-      const heading = element("tr", null, { class: "axis" });
-      heading.append(element("th", `${layout.title}: ${pair(centering[axis])}`, { colspan: "7" }));
+      const heading = cardmetry.element("tr", null, { class: "axis" });
+      heading.append(cardmetry.element("th", `${layout.title}: ${pair(centering[axis])}`, { colspan: "7" }));
       body.append(heading);
       const worst = centering[`worst_${axis}`].station;
       for (let k = 1; k <= layout.count; k += 1) {
         const a = points[`${layout.first}${k}`];
         const b = points[`${layout.second}${k}`];
-        const row = element("tr", null, { "data-station": `${a.id}-${b.id}`, "data-axis": axis });
+        const row = cardmetry.element("tr", null, { "data-station": `${a.id}-${b.id}`, "data-axis": axis });
         if (k === worst) {
           row.classList.add("worst");
           row.dataset.worst = "true";
@@ -124,11 +118,11 @@
         }
         const share = (100 * a.border_mm) / (a.border_mm + b.border_mm);
         row.append(
-          element("td", a.id), element("td", mm(a.border_mm), { class: "num" }),
-          element("td", mm(a.uncertainty_mm), { class: "num" }),
-          element("td", b.id), element("td", mm(b.border_mm), { class: "num" }),
-          element("td", mm(b.uncertainty_mm), { class: "num" }),
-          element("td", `${share.toFixed(1)}/${(100 - share).toFixed(1)}`, { class: "num" }),
+          cardmetry.element("td", a.id), cardmetry.element("td", mm(a.border_mm), { class: "num" }),
+          cardmetry.element("td", mm(a.uncertainty_mm), { class: "num" }),
+          cardmetry.element("td", b.id), cardmetry.element("td", mm(b.border_mm), { class: "num" }),
+          cardmetry.element("td", mm(b.uncertainty_mm), { class: "num" }),
+          cardmetry.element("td", `${share.toFixed(1)}/${(100 - share).toFixed(1)}`, { class: "num" }),
         );
         body.append(row);
       }
@@ -146,7 +140,7 @@
     const body = $("grades").tBodies[0];
     body.replaceChildren();
     for (const [grader, entry] of Object.entries(grades)) {
-      const row = element("tr", null, { "data-grader": grader });
+      const row = cardmetry.element("tr", null, { "data-grader": grader });
       let ceiling;
       if (entry.ceiling === null || entry.ceiling === undefined) {
         ceiling = "not graded"; // why (no primary source, no limits for this side) is in the note
@@ -157,8 +151,8 @@
         }
       }
       const notes = [entry.note, entry.below_table ? "worse than every limit the table lists" : null].filter(Boolean);
-      row.append(element("td", grader.toUpperCase()), element("td", ceiling, { class: "ceiling" }),
-        element("td", entry.table), element("td", notes.join("; ")));
+      row.append(cardmetry.element("td", grader.toUpperCase()), cardmetry.element("td", ceiling, { class: "ceiling" }),
+        cardmetry.element("td", entry.table), cardmetry.element("td", notes.join("; ")));
       body.append(row);
     }
   }
@@ -166,8 +160,8 @@
   function showFlags(flags) {
     const list = $("flags");
     list.replaceChildren();
-    if (!flags.length) list.append(element("li", "none", { class: "hint" }));
-    for (const flag of flags) list.append(element("li", flag, { class: "flag" }));
+    if (!flags.length) list.append(cardmetry.element("li", "none", { class: "hint" }));
+    for (const flag of flags) list.append(cardmetry.element("li", flag, { class: "flag" }));
   }
 
   async function loadRecent() {
@@ -182,14 +176,14 @@
     body.replaceChildren();
     $("no-recent").hidden = listed.length > 0;
     for (const meta of listed) {
-      const row = element("tr", null, { "data-id": meta.id });
-      const link = element("a", meta.name, { href: `?id=${encodeURIComponent(meta.id)}` });
-      const name = element("td");
+      const row = cardmetry.element("tr", null, { "data-id": meta.id });
+      const link = cardmetry.element("a", meta.name, { href: `?id=${encodeURIComponent(meta.id)}` });
+      const name = cardmetry.element("td");
       name.append(link);
       const sides = meta.sides.map((side) => `${side} ${meta.status[side]}`).join(", ");
       const models = [meta.outer_model, meta.graphic_model].filter(Boolean).join(", ") || "classical";
-      row.append(element("td", cardmetry.when(meta.created)), name, element("td", sides),
-        element("td", models));
+      row.append(cardmetry.element("td", cardmetry.when(meta.created)), name, cardmetry.element("td", sides),
+        cardmetry.element("td", models));
       body.append(row);
     }
   }

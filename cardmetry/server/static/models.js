@@ -5,46 +5,35 @@
 const ROLES = ["outer", "graphic"];
 const picked = [];  // run ids ticked for comparison, oldest tick first (at most two)
 
-function element(tag, text, attributes = {}) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
-}
-
-function number(value, digits = 3) {
-  return typeof value === "number" ? value.toFixed(digits) : "–";
-}
-
 function modelRow(model, role, active) {
   const inUse = active[role] === model.run_id;
-  const row = element("tr", null, { "data-testid": "model-row", "data-run-id": model.run_id, "data-role": role });
+  const row = cardmetry.element("tr", null, { "data-testid": "model-row", "data-run-id": model.run_id, "data-role": role });
   if (inUse) row.classList.add("in-use");
 
-  const pick = element("input", null, { type: "checkbox", "data-testid": "compare-pick", "data-run-id": model.run_id,
+  const pick = cardmetry.element("input", null, { type: "checkbox", "data-testid": "compare-pick", "data-run-id": model.run_id,
     "aria-label": `compare ${model.run_id}` });
   pick.checked = picked.includes(model.run_id);
   pick.addEventListener("change", () => togglePick(model.run_id, pick.checked));
-  row.appendChild(element("td")).append(pick);
+  row.appendChild(cardmetry.element("td")).append(pick);
 
-  const link = element("a", model.run_id, { href: `/runs/${encodeURIComponent(model.run_id)}` });
-  const version = row.appendChild(element("td"));
+  const link = cardmetry.element("a", model.run_id, { href: `/runs/${encodeURIComponent(model.run_id)}` });
+  const version = row.appendChild(cardmetry.element("td"));
   version.append(link);
-  if (model.role === "both") version.append(element("span", " (both roles)", { class: "hint" }));
-  row.append(element("td", model.variant ? `${model.backend} / ${model.variant}` : model.backend));
-  row.append(element("td", model.dataset));
-  row.append(element("td", model.epochs_finished, { class: "num" }));
+  if (model.role === "both") version.append(cardmetry.element("span", " (both roles)", { class: "hint" }));
+  row.append(cardmetry.element("td", model.variant ? `${model.backend} / ${model.variant}` : model.backend));
+  row.append(cardmetry.element("td", model.dataset));
+  row.append(cardmetry.element("td", model.epochs_finished, { class: "num" }));
   for (const key of ["map50", "precision", "recall"]) {
-    row.append(element("td", number(model[key]), { class: "num", "data-field": key }));
+    row.append(cardmetry.element("td", cardmetry.number(model[key]), { class: "num", "data-field": key }));
   }
-  row.append(element("td", number(model.border_error_mm, 4), { class: "num", "data-field": "border_error_mm" }));
-  row.append(element("td", cardmetry.when(model.created)));
+  row.append(cardmetry.element("td", cardmetry.number(model.border_error_mm, 4), { class: "num", "data-field": "border_error_mm" }));
+  row.append(cardmetry.element("td", cardmetry.when(model.created)));
 
-  const cell = row.appendChild(element("td"));
+  const cell = row.appendChild(cardmetry.element("td"));
   if (inUse) {
-    cell.append(element("b", "in use", { "data-testid": "in-use" }));
+    cell.append(cardmetry.element("b", "in use", { "data-testid": "in-use" }));
   } else {
-    const use = element("button", "Use for measuring", { type: "button", class: "secondary", "data-testid": "use-model",
+    const use = cardmetry.element("button", "Use for measuring", { type: "button", class: "secondary", "data-testid": "use-model",
       "data-run-id": model.run_id, "data-role": role });
     use.addEventListener("click", () => choose(role, model.run_id));
     cell.append(use);
@@ -109,13 +98,13 @@ async function compare() {
     document.getElementById("comparison-a").textContent = a;
     document.getElementById("comparison-b").textContent = b;
     const rows = result.metrics.map((m) => {
-      const row = element("tr", null, { "data-testid": "comparison-row", "data-metric": m.metric });
-      row.append(element("td", m.metric));
-      row.append(element("td", number(m.a, 4), { class: "num" }));
-      row.append(element("td", number(m.b, 4), { class: "num" }));
+      const row = cardmetry.element("tr", null, { "data-testid": "comparison-row", "data-metric": m.metric });
+      row.append(cardmetry.element("td", m.metric));
+      row.append(cardmetry.element("td", cardmetry.number(m.a, 4), { class: "num" }));
+      row.append(cardmetry.element("td", cardmetry.number(m.b, 4), { class: "num" }));
       const judged = m.higher_is_better !== null && typeof m.a === "number" && typeof m.b === "number";
       const better = m.better === "a" ? a : m.better === "b" ? b : judged ? "equal" : "–";
-      row.append(element("td", better, { "data-field": "better" }));
+      row.append(cardmetry.element("td", better, { "data-field": "better" }));
       return row;
     });
     document.getElementById("comparison-rows").replaceChildren(...rows);

@@ -366,10 +366,6 @@
     return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
   }
 
-  function number(value, digits) {
-    return typeof value === "number" ? value.toFixed(digits) : "–";
-  }
-
   // A metric of the instance masks where the run reports them, of the boxes otherwise.
   function metric(metrics, name) {
     for (const key of [`${name}_mask`, `${name}_box`, name]) {
@@ -490,8 +486,8 @@
       }
       const metrics = last.metrics || {};
       const loss = Object.values(last.losses || {}).reduce((a, b) => a + (typeof b === "number" ? b : 0), 0);
-      latest.textContent = `epoch ${last.epoch}: loss ${number(loss, 4)} · precision ${number(metric(metrics, "precision"), 3)}`
-        + ` · recall ${number(metric(metrics, "recall"), 3)} · mAP50 ${number(metric(metrics, "map50"), 3)}`
+      latest.textContent = `epoch ${last.epoch}: loss ${cardmetry.number(loss, 4)} · precision ${cardmetry.number(metric(metrics, "precision"), 3)}`
+        + ` · recall ${cardmetry.number(metric(metrics, "recall"), 3)} · mAP50 ${cardmetry.number(metric(metrics, "map50"), 3)}`
         + ` · border error ${typeof metrics.border_error_mm === "number"
           ? `${metrics.border_error_mm.toFixed(3)} mm` : "not measured"}`
         + (last.best_epoch ? ` · best epoch ${last.best_epoch}` : "");
