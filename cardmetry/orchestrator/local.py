@@ -37,7 +37,7 @@ from pathlib import Path
 from cardmetry.measure.files import write_text_atomic
 from cardmetry.store.home import Home
 from cardmetry.training.events import TERMINAL, EventLog, read_events
-from cardmetry.training.runs import RunDir, summarise
+from cardmetry.training.runs import RunDir, summarise, tail_lines
 
 WORKER_FILE = "worker.json"  # the live worker's pid and its start time, for adoption after a restart
 OUTPUT_FILE = "worker.log"  # everything the worker process printed
@@ -236,7 +236,7 @@ class LocalExecutor:
         if not any(event["type"] in TERMINAL for event in read_events(run.events, after=from_seq)):
             log = EventLog(run.events)  # cuts a line the worker left half written
             log.reopen()
-            tail = (_tail(run.log) + _tail(run.path / OUTPUT_FILE))[-TAIL_LINES:]
+            tail = (tail_lines(run.log, TAIL_LINES) + tail_lines(run.path / OUTPUT_FILE, TAIL_LINES))[-TAIL_LINES:]
             log.emit("failed", error=f"the run's worker {reason}", log_tail=tail, supervisor=True)
         run.clear_request()  # a stop or cancel meant for this worker must not end the run's next stretch
         (run.path / WORKER_FILE).unlink(missing_ok=True)
@@ -289,12 +289,3 @@ def _last_event_time(run: RunDir) -> float:
     """When the run last wrote an event, or its worker was launched, whichever is later."""
     times = [path.stat().st_mtime for path in (run.events, run.path / WORKER_FILE) if path.exists()]
     return max(times, default=time.time())
-
-
-def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
-    try:
-        text = path.read_bytes()[-20_000:].decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return text.splitlines()[-lines:]
-

@@ -46,12 +46,11 @@ from cardmetry.store.datasets import check_name, list_datasets, load_version
 from cardmetry.store.home import Home
 from cardmetry.training.config import AugmentConfig, TrainConfig
 from cardmetry.training.events import TERMINAL, EventFollower, iter_events, read_events
-from cardmetry.training.runs import ControlRequest, RunDir, RunSummary, create_run, summarise
+from cardmetry.training.runs import ControlRequest, RunDir, RunSummary, create_run, summarise, tail_lines
 
 POLL_SECONDS = 0.2  # how often a WebSocket looks for new events
 PING_SECONDS = 15.0  # an application-level ping this often keeps proxies from closing a quiet connection
 MAX_LOG_LINES = 500  # the most lines /api/runs/{id}/log answers with, whatever is asked
-LOG_TAIL_BYTES = 256 * 1024  # read from a log's end: enough for MAX_LOG_LINES lines of any sane length
 MAX_EVENTS = 1000  # the most events /api/runs/{id}/events answers with, whatever is asked; X-More says if more remain
 # A WebSocket's first read (the replay) sends only this many of the batch events it holds, the newest: the run
 # page keeps that many per-batch losses for its chart (static/run.js, BATCH_POINTS), and a long run's older batch
@@ -363,23 +362,6 @@ def last_event_seq(path: Path) -> int:
     except (ValueError, KeyError, TypeError):  # a line still being written, or one longer than the window
         events = read_events(path)
         return events[-1]["seq"] if events else 0
-
-
-def tail_lines(path: Path, count: int, window: int | None = None) -> list[str]:
-    """The file's last `count` lines ([] when it does not exist), read from its last `window` bytes (default
-    LOG_TAIL_BYTES): a long run's log is not read whole for a few lines."""
-    try:
-        with path.open("rb") as stream:
-            stream.seek(0, 2)
-            size = stream.tell()
-            stream.seek(max(0, size - (window or LOG_TAIL_BYTES)))
-            data = stream.read()
-    except FileNotFoundError:
-        return []
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if len(data) < size and lines:
-        lines = lines[1:]  # the first line read may have begun before the part read
-    return lines[-count:]
 
 
 def start_form() -> dict[str, Any]:

@@ -23,6 +23,7 @@ from cardmetry.measure.files import write_text_atomic
 from cardmetry.training.config import TrainConfig
 from cardmetry.training.events import TERMINAL, iter_events
 
+LOG_TAIL_BYTES = 256 * 1024  # read from a log's end: enough for hundreds of lines of any sane length
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 ControlRequest = Literal["stop", "cancel"]
 
@@ -180,3 +181,20 @@ def run_summaries(runs_root: Path) -> list[RunSummary]:
         except (ValueError, OSError):
             continue  # a damaged run folder does not hide the others
     return found
+
+
+def tail_lines(path: Path, count: int, window: int | None = None) -> list[str]:
+    """The file's last `count` lines ([] when it does not exist), read from its last `window` bytes (default
+    LOG_TAIL_BYTES): a long run's log is not read whole for a few lines."""
+    try:
+        with path.open("rb") as stream:
+            stream.seek(0, 2)
+            size = stream.tell()
+            stream.seek(max(0, size - (window or LOG_TAIL_BYTES)))
+            data = stream.read()
+    except OSError:  # not there (yet), or not readable: no lines to show
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if len(data) < size and lines:
+        lines = lines[1:]  # the first line read may have begun before the part read
+    return lines[-count:]

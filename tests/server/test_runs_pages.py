@@ -110,7 +110,7 @@ def test_a_long_log_is_read_from_its_end(home: Home, monkeypatch: pytest.MonkeyP
     # A window that cuts a line in two: the cut line is left out rather than shown half.
     run = ended_run(home, "r1", "succeeded")
     run.log.write_text("".join(f"line {i:04d}\n" for i in range(100)), encoding="utf-8")
-    monkeypatch.setattr(runs_module, "LOG_TAIL_BYTES", 25)
+    monkeypatch.setattr(training_runs, "LOG_TAIL_BYTES", 25)
     assert client_for(home).get("/api/runs/r1/log?lines=50").json()["lines"] == ["line 0098", "line 0099"]
 
 
