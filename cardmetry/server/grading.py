@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import MultiPartException
 
 from cardmetry.geometry.specs import CardSpec, card_spec
 from cardmetry.measure.grades import GradeTable, load_tables
@@ -60,10 +60,6 @@ GRADE_REQUEST_BODY = {"required": True, "content": {"multipart/form-data": {"sch
 }}}}
 # The report is our own HTML with its images inline; it is served with no right to run or fetch anything.
 REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-
-
-class _FormTooLargeError(Exception):
-    """The request body went over MAX_FORM_BYTES while it was read."""
 
 
 def router(ctx: ServerContext) -> APIRouter:
@@ -155,30 +151,13 @@ def router(ctx: ServerContext) -> APIRouter:
     return api
 
 
-async def _capped(stream: AsyncGenerator[bytes, None], limit: int) -> AsyncGenerator[bytes, None]:
-    """The request body, stopped as soon as it passes `limit` bytes (a body without Content-Length too)."""
-    total = 0
-    async for chunk in stream:
-        total += len(chunk)
-        if total > limit:
-            raise _FormTooLargeError
-        yield chunk
-
-
 async def _read_form(request: Request) -> FormData:
-    """The multipart form, read with its size capped while it arrives; 413 over the cap, 400 if malformed."""
-    too_large = HTTPException(413, f"the upload is over {MAX_FORM_BYTES // 1024**2} MB "
-                                   f"(at most {MAX_IMAGE_BYTES // 1024**2} MB per image)")
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:  # refused before a byte is read
-        raise too_large
+    """The multipart form; 400 if it is not one. Its size is bounded as it arrives by the app's body limit
+    (`app.body_limits`: MAX_FORM_BYTES on this route), each image's by `GradingFolder.save_image`."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(400, "send the card as multipart/form-data: front (an image), back, spec")
-    parser = MultiPartParser(request.headers, _capped(request.stream(), MAX_FORM_BYTES), max_files=len(SIDES),
-                             max_fields=8)
     try:
-        return await parser.parse()
-    except _FormTooLargeError:
-        raise too_large from None
+        return await request.form(max_files=len(SIDES), max_fields=8)
     except MultiPartException as error:
         raise HTTPException(400, f"the upload is not a readable form: {error.message}") from None
 

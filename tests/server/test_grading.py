@@ -189,13 +189,15 @@ def test_an_empty_back_input_is_no_back(client: TestClient, cards: dict[str, Ren
 
 @pytest.mark.parametrize("streamed", [False, True])  # with a Content-Length, and chunked without one
 def test_an_oversized_upload_is_413(
-    client: TestClient, home: Home, monkeypatch: pytest.MonkeyPatch, streamed: bool
+    home: Home, catalog: Catalog, monkeypatch: pytest.MonkeyPatch, streamed: bool
 ) -> None:
-    monkeypatch.setattr(grading, "MAX_FORM_BYTES", 4096)
+    monkeypatch.setattr(grading, "MAX_FORM_BYTES", 4096)  # read by the app's body limits when it is made
+    executor = LocalExecutor(home, slots=1, command=fake("succeed", "0.1"))  # type: ignore[arg-type]
+    client = TestClient(create_app(home, executor, catalog=catalog))
     body = b"--b\r\nContent-Disposition: form-data; name=\"front\"; filename=\"big.png\"\r\n\r\n" + b"x" * 8192
     content = iter([body[:1000], body[1000:]]) if streamed else body
     answer = client.post("/api/grade", content=content, headers={"content-type": "multipart/form-data; boundary=b"})
-    assert answer.status_code == 413 and "MB" in answer.json()["detail"]
+    assert answer.status_code == 413 and "4096 bytes" in answer.json()["detail"]
     assert folders(home) == []
 
 
