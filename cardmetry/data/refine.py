@@ -26,7 +26,7 @@ OpenCV's (pixel centre at 0), converted here at the boundary only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -620,6 +620,44 @@ def _quad_problem(
     return None
 
 
+@dataclass
+class RefinedImage:
+    """One image's labels after refinement: refused boxes stay the boxes they were, each refusal is kept with its
+    reason, and an image that could not be read keeps all its labels and says why."""
+
+    image: LabeledImage
+    refusals: list[RefinementRefusal] = field(default_factory=list)
+    unreadable: str | None = None
+
+
+def refine_images(
+    dataset: Dataset,
+    root: Path,
+    *,
+    spec: CardSpec = STANDARD,
+    options: RefineOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[RefinedImage]:
+    """Each image's box labels refined into quads, image by image (a folder's dataset and a stored version alike)."""
+    for done, image in enumerate(dataset.images, start=1):
+        if progress is not None:
+            progress(done, len(dataset.images))
+        try:
+            pixels = load_image(root / image.path)
+        except ImageError as error:
+            yield RefinedImage(image, unreadable=error.problem)
+            continue
+        results = refine_image(pixels, image.instances, spec=spec, options=options)
+        refusals = [result for result in results if isinstance(result, RefinementRefusal)]
+        kept = [original if isinstance(result, RefinementRefusal) else result
+                for original, result in zip(image.instances, results, strict=True)]
+        yield RefinedImage(LabeledImage(image.path, image.width, image.height, kept), refusals)
+
+
+def refusal_message(dataset: Dataset, refusal: RefinementRefusal) -> str:
+    return f"{dataset.class_name(refusal.instance.class_id)} box kept, not refined: {refusal.reason}"
+
+
 def refine_dataset(
     dataset: Dataset,
     root: Path,
@@ -631,24 +669,10 @@ def refine_dataset(
     """Every image's box labels refined into quads. A refused box stays the box it was, and its refusal becomes a
     warning naming the image, the class and the reason; an unreadable image keeps its labels and is an error."""
     images, problems = [], []
-    for done, image in enumerate(dataset.images, start=1):
-        if progress is not None:
-            progress(done, len(dataset.images))
-        try:
-            pixels = load_image(root / image.path)
-        except ImageError as error:
-            problems.append(Problem(image.path, error.problem))
-            images.append(image)
-            continue
-        instances = []
-        results = refine_image(pixels, image.instances, spec=spec, options=options)
-        for original, result in zip(image.instances, results, strict=True):
-            if isinstance(result, RefinementRefusal):
-                name = dataset.class_name(original.class_id)
-                message = f"{name} box kept, not refined: {result.reason}"
-                problems.append(Problem(image.path, message, severity="warning"))
-                instances.append(original)
-            else:
-                instances.append(result)
-        images.append(LabeledImage(image.path, image.width, image.height, instances))
+    for refined in refine_images(dataset, root, spec=spec, options=options, progress=progress):
+        images.append(refined.image)
+        if refined.unreadable is not None:
+            problems.append(Problem(refined.image.path, refined.unreadable))
+        problems += [Problem(refined.image.path, refusal_message(dataset, refusal), severity="warning")
+                     for refusal in refined.refusals]
     return Dataset(list(dataset.classes), images, dataset.format), problems

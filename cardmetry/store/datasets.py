@@ -233,35 +233,28 @@ def refine_version(
     the same dataset. A refused box stays a box and becomes a warning naming the image and the reason; the
     source's own problems are kept. FileNotFoundError for no such version, ValueError for one without boxes."""
     # Imported here: only refinement needs the edge-fitting code, and importing the store should not load it.
-    from cardmetry.data.images import ImageError, load_image
-    from cardmetry.data.refine import RefinementRefusal, refine_image
+    from cardmetry.data.refine import refine_images, refusal_message
 
     dataset, document = load_version(home, name, version)
     entries: list[dict[str, Any]] = list(document["images"])
     boxes = sum(inst.is_box for image in dataset.images for inst in image.instances)
     if boxes == 0:
         raise ValueError(f"{name}/{version} has no box labels to refine: its labels are polygons already")
+    shown = {image.path: str(entry["name"]) for image, entry in zip(dataset.images, entries, strict=True)}
     labels: list[list[Instance]] = []
     refusals: list[dict[str, Any]] = []
     unreadable: list[dict[str, Any]] = []
-    for done, (image, entry) in enumerate(zip(dataset.images, entries, strict=True), start=1):
-        shown = str(entry["name"])
-        try:
-            results = refine_image(load_image(home.root / image.path), image.instances)
-        except ImageError as error:
-            unreadable.append({"image": shown, "reason": error.problem})
-            results = list(image.instances)
-        kept = [result.instance if isinstance(result, RefinementRefusal) else result for result in results]
-        refusals += [{"image": shown, "class": dataset.class_name(result.instance.class_id), "reason": result.reason}
-                     for result in results if isinstance(result, RefinementRefusal)]
-        labels.append(kept)
-        if progress is not None:
-            progress(done, len(entries))
-    validation = document.get("validation") or {}
-    problems = list(validation.get("problems", []))
-    problems += [Problem(str(r["image"]), f"{r['class']} box kept, not refined: {r['reason']}", severity="warning")
-                 .as_json() for r in refusals]
-    problems += [Problem(str(u["image"]), str(u["reason"])).as_json() for u in unreadable]
+    problems = list((document.get("validation") or {}).get("problems", []))
+    for refined in refine_images(dataset, home.root, progress=progress):
+        image_name = shown[refined.image.path]  # the name it was uploaded under, not its blob's path
+        labels.append(refined.image.instances)
+        if refined.unreadable is not None:
+            unreadable.append({"image": image_name, "reason": refined.unreadable})
+            problems.append(Problem(image_name, refined.unreadable).as_json())
+        for refusal in refined.refusals:
+            refusals.append({"image": image_name, "class": dataset.class_name(refusal.instance.class_id),
+                             "reason": refusal.reason})
+            problems.append(Problem(image_name, refusal_message(dataset, refusal), severity="warning").as_json())
     unique = list({json.dumps(p, sort_keys=True): p for p in problems}.values())  # refining twice adds nothing
     unique.sort(key=lambda p: (str(p["file"]), int(p["line"] or 0)))
     stored = derive_version(home, document, labels, unique, {"refine": "box-to-polygon"})
