@@ -12,10 +12,7 @@ Coordinates: labels use the label convention (pixel edge at 0); the drawing conv
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from PIL import Image
 
 from cardmetry.data.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from cardmetry.data.instances import GRAPHIC, OUTER, label_to_cv
+from cardmetry.measure.files import atomic_write, encode_image
 from cardmetry.measure.overlay import GRAPHIC_COLOUR, OUTER_COLOUR
 from cardmetry.store.blobs import BlobStore
 from cardmetry.store.home import Home
@@ -83,9 +81,7 @@ def render_thumbnail(
         points = np.round(label_to_cv(polygon * scale) * (1 << SHIFT)).astype(np.int32)
         colour = CLASS_COLOURS.get(int(instance["class_id"]), OTHER_COLOUR)
         cv2.polylines(canvas, [points], True, colour, thickness, cv2.LINE_AA, SHIFT)
-    buffer = io.BytesIO()
-    Image.fromarray(canvas).save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
+    return encode_image(canvas, ".jpg", JPEG_QUALITY)
 
 
 def cached_thumbnail(home: Home, entry: dict[str, Any], size: int) -> Path:
@@ -103,9 +99,5 @@ def cached_thumbnail(home: Home, entry: dict[str, Any], size: int) -> Path:
         return cached
     data = render_thumbnail(source, int(entry["width"]), int(entry["height"]), instances, size)
     folder.mkdir(parents=True, exist_ok=True)
-    # Written whole and renamed: two requests rendering the same thumbnail at once never show a half file.
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".partial")
-    with os.fdopen(handle, "wb") as out:
-        out.write(data)
-    Path(temporary).replace(cached)
+    atomic_write(cached, data)  # two requests rendering the same thumbnail at once never show a half file
     return cached
